@@ -1,0 +1,3 @@
+from visionzoo.cli import main
+
+raise SystemExit(main())

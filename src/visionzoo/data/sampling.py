@@ -1,0 +1,72 @@
+"""Deterministic sample order and augmentation, independent of workers, ranks and restarts.
+
+Samplers yield keys (index, epoch); a dataset draws its random augmentation from `sample_rng(seed,
+epoch, index)`. So an item is the same whichever worker or rank loads it, and a run resumed mid-epoch,
+or split over N processes, sees exactly the data an uninterrupted single-process run sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+SampleKey = tuple[int, int]
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    return np.random.default_rng((seed, epoch, index))
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> list[int]:
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=generator).tolist()
+
+
+class TrainSampler(Sampler[SampleKey]):
+    """Shuffled, last partial global batch dropped; rank r takes its slice of each global batch.
+
+    With world size W and per-rank batch b, global batch i is permutation[i*W*b:(i+1)*W*b] and rank r
+    gets positions [r*b, (r+1)*b) of it, so W processes of batch b see what one process of batch W*b sees.
+    `start_batch` skips batches already trained on, for a resume in the middle of an epoch.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def batches_per_epoch(self) -> int:
+        return self.n // (self.batch_size * self.world_size)
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch() - self.start_batch) * self.batch_size
+
+    def __iter__(self) -> Iterator[SampleKey]:
+        order = epoch_permutation(self.n, self.seed, self.epoch)
+        global_batch = self.batch_size * self.world_size
+        for step in range(self.start_batch, self.batches_per_epoch()):
+            begin = step * global_batch + self.rank * self.batch_size
+            for index in order[begin : begin + self.batch_size]:
+                yield index, self.epoch
+
+
+class EvalSampler(Sampler[SampleKey]):
+    """Each sample exactly once over all ranks (contiguous shards, no padding duplicates)."""
+
+    def __init__(self, n: int, rank: int = 0, world_size: int = 1) -> None:
+        per_rank, extra = divmod(n, world_size)
+        self.begin = rank * per_rank + min(rank, extra)
+        self.end = self.begin + per_rank + (1 if rank < extra else 0)
+
+    def __len__(self) -> int:
+        return self.end - self.begin
+
+    def __iter__(self) -> Iterator[SampleKey]:
+        for index in range(self.begin, self.end):
+            yield index, 0

@@ -1,0 +1,59 @@
+"""The interface between the task-agnostic engine and what is learned.
+
+A task is the only place that knows what a batch means. Batches are tuples whose first element is the
+input tensor (its first dimension is the batch size); the rest is whatever the task's loss needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+from visionzoo.recipes.base import Recipe
+
+Batch = tuple[Any, ...]
+
+
+class Gather(Protocol):
+    """Collects per-rank Python objects on every rank (identity when not distributed)."""
+
+    def __call__(self, obj: Any) -> list[Any]: ...
+
+
+class Task(Protocol):
+    recipe: Recipe
+    main_metric: str  # a key of evaluate()'s result; higher is better
+
+    def build_model(self) -> nn.Module:
+        """The recipe's model, with `recipe.pretrained` loaded when set."""
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        """(train, val). Items are fetched with keys (index, epoch); see `visionzoo.data.sampling`."""
+
+    def collate(self, samples: list[Any]) -> Batch:
+        """Stack samples into a batch (on the CPU, in loader workers)."""
+
+    def to_device(self, batch: Batch, device: torch.device, channels_last: bool) -> Batch:
+        """Move a batch to the device (and normalise images there, where that is cheaper)."""
+
+    def train_step(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward and loss under the engine's autocast; returns (loss, detached extra terms to log)."""
+
+    def eval_begin(self) -> None:
+        """Reset the accumulators of an evaluation pass."""
+
+    def eval_step(self, model: nn.Module, batch: Batch) -> None:
+        """Accumulate one batch of an evaluation pass (model in eval mode, no grad)."""
+
+    def eval_end(self, gather: Gather) -> dict[str, float]:
+        """Metrics over the whole evaluation set; `gather` merges the ranks' accumulators."""
+
+    def example_batch(self, batch_size: int) -> Batch:
+        """A synthetic CPU batch of the real shapes, for `bench` and export."""
+
+
+def batch_size_of(batch: Batch) -> int:
+    return int(batch[0].shape[0])
