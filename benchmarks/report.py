@@ -24,7 +24,9 @@ def machine() -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} logical cores, {gpu}; torch {torch.__version__}, Python {platform.python_version()}"
+    return (
+        f"{cpu}, {os.cpu_count()} logical cores, {gpu}; torch {torch.__version__}, Python {platform.python_version()}"
+    )
 
 
 def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:

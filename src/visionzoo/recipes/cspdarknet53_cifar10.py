@@ -15,7 +15,6 @@ RECIPES = [
         seed_doc="003 CSPNet for TensorFlow (Ascend 910)",
         reference={"top1": 66.45, "images_per_sec": 1245.03, "devices": 1, "epochs": 50},
         model="cspdarknet53",
-        model_kwargs={"small_input": True},
         dataset="cifar10",
         data="digits",
         num_classes=10,

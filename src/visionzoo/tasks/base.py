@@ -24,8 +24,11 @@ class Gather(Protocol):
 
 
 class Task(Protocol):
+    """Logs returned by train_step are per-batch means, except keys starting with `num_`, which are counts."""
+
     recipe: Recipe
-    main_metric: str  # a key of evaluate()'s result; higher is better
+    sample_unit: str  # what one sample is, for speeds shown to people: "images", "videos"
+    final_metrics: tuple[str, ...]  # evaluation metrics printed in the final block
 
     def build_model(self) -> nn.Module:
         """The recipe's model, with `recipe.pretrained` loaded when set."""

@@ -1,0 +1,115 @@
+"""CIFAR-10 in its original python format, read without ever running code from the files.
+
+The batches are pickles; a restricted unpickler admits only plain containers, strings, bytes and numpy
+arrays, so a file crafted to execute code on unpickling is refused before anything runs.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from visionzoo.data.sampling import SampleKey, sample_rng
+from visionzoo.errors import VisionZooError
+
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE, META_FILE = "test_batch", "batches.meta"
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
+}
+
+
+class _Refused(pickle.UnpicklingError):
+    """The file names a global outside the allow-list; raised before that global is ever looked up."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise _Refused(f"it references {module}.{name}")
+
+
+def read_batch(path: Path) -> dict[str, Any]:
+    """One CIFAR pickle as a dict with str keys; anything but plain data is refused."""
+    if not path.is_file():
+        raise VisionZooError(f"{path}: missing CIFAR-10 file")
+    try:
+        with open(path, "rb") as handle:
+            obj = _RestrictedUnpickler(handle, encoding="latin1").load()
+    except _Refused as err:
+        raise VisionZooError(
+            f"{path}: refused, {err} (only plain containers, strings and numpy arrays are allowed)"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - truncated or foreign files
+        raise VisionZooError(f"{path}: not a CIFAR-10 python batch ({type(err).__name__}: {err})") from None
+    if not isinstance(obj, dict):
+        raise VisionZooError(f"{path}: not a CIFAR-10 python batch (a {type(obj).__name__}, not a dict)")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def load_split(root: Path, files: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images [N, 32, 32, 3] uint8, labels [N] int64, class names, validated file by file."""
+    meta = read_batch(root / META_FILE)
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get("label_names", [])]
+    if not names:
+        raise VisionZooError(f"{root / META_FILE}: no label_names")
+    images, labels = [], []
+    for name in files:
+        batch = read_batch(root / name)
+        data, batch_labels = batch.get("data"), batch.get("labels", batch.get("fine_labels"))
+        if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
+            shape = getattr(data, "shape", None)
+            raise VisionZooError(f"{root / name}: 'data' must be a uint8 array of shape [N, 3072], got {shape}")
+        batch_labels = np.asarray(batch_labels, dtype=np.int64)
+        if batch_labels.shape != (data.shape[0],):
+            raise VisionZooError(f"{root / name}: {batch_labels.shape[0]} labels for {data.shape[0]} images")
+        if batch_labels.min() < 0 or batch_labels.max() >= len(names):
+            raise VisionZooError(f"{root / name}: labels outside 0..{len(names) - 1}")
+        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.append(batch_labels)
+    return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels), names
+
+
+class Cifar10(Dataset):
+    """Items are (uint8 tensor [3, 32, 32], label); training adds a padded random crop and a flip."""
+
+    def __init__(self, root: Path, train: bool, seed: int = 0, padding: int = 4, hflip: float = 0.5) -> None:
+        if not root.is_dir():
+            raise VisionZooError(f"--data {root}: no such directory (expected CIFAR-10 python batches)")
+        self.images, self.labels, self.class_names = load_split(root, TRAIN_FILES if train else (TEST_FILE,))
+        self.train, self.seed, self.padding, self.hflip = train, seed, padding, hflip
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, int]:
+        index, epoch = key
+        image = self.images[index]
+        if self.train:
+            rng = sample_rng(self.seed, epoch, index)
+            if self.padding:
+                pad = self.padding
+                padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
+                top, left = rng.integers(0, 2 * pad + 1, size=2)
+                image = padded[top : top + 32, left : left + 32]
+            if rng.random() < self.hflip:
+                image = image[:, ::-1]
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), int(self.labels[index])
+
+
+def write_batch(path: Path, obj: dict[str, Any]) -> None:
+    """Write one batch in the CIFAR-10 python format (used to make datasets in that format)."""
+    with open(path, "wb") as handle:
+        pickle.dump(obj, handle, protocol=2)

@@ -1,0 +1,113 @@
+"""Checkpoints that never corrupt: write a temporary file, fsync, rename; the previous state is kept.
+
+`last.safetensors` / `best.safetensors` hold weights only (for sharing and `--finetune`); `last.state.pt`
+holds everything an exact resume needs and loads with `weights_only=True` (tensors and plain Python only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from visionzoo.errors import VisionZooError
+
+STATE_NAME, PREVIOUS_STATE_NAME = "last.state.pt", "prev.state.pt"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` for a temporary file beside `path`, fsync it, and rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def write_yaml(path: Path, obj: Any) -> None:
+    write_text(path, yaml.safe_dump(obj, sort_keys=False))
+
+
+def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def save_state(run_dir: Path, state: dict[str, Any]) -> None:
+    """Write last.state.pt atomically, keeping the one it replaces as prev.state.pt."""
+    last = run_dir / STATE_NAME
+    if last.exists():
+        os.replace(last, run_dir / PREVIOUS_STATE_NAME)
+    atomic_write(last, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure means this file cannot be resumed from
+        raise VisionZooError(f"{path}: cannot resume from it ({type(err).__name__}: {str(err)[:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != "visionzoo-state-v1":
+        raise VisionZooError(f"{path}: not a visionzoo training state")
+    return state
+
+
+def load_latest_state(run_dir: Path, warn: Callable[[str], None]) -> dict[str, Any] | None:
+    """The newest loadable state of a run directory; an unreadable last state falls back to the previous one."""
+    for name in (STATE_NAME, PREVIOUS_STATE_NAME):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        try:
+            return load_state(path)
+        except VisionZooError as err:
+            warn(f"{err}; trying the previous checkpoint")
+    return None
+
+
+def capture_rng() -> dict[str, Any]:
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": random.getstate(),
+    }
+
+
+def restore_rng(rng: dict[str, Any]) -> None:
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    name, keys, pos, has_gauss, gauss = rng["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = rng["python"]
+    random.setstate((version, tuple(internal), gauss_next))

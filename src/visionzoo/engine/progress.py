@@ -1,0 +1,72 @@
+"""What a person sees and what scripts read: a progress bar (or plain lines), metrics.jsonl, TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+
+def log(message: str) -> None:
+    tqdm.write(message, file=sys.stderr)
+
+
+class EpochProgress:
+    """tqdm bar on a terminal; otherwise a plain line every `every_s` seconds and at the end."""
+
+    def __init__(self, total: int, description: str, enabled: bool, every_s: float = 15.0) -> None:
+        self.total, self.description, self.enabled = total, description, enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.bar = tqdm(total=total, desc=description, dynamic_ncols=True, leave=False) if self.tty else None
+        self.every_s, self.last_print, self.done = every_s, time.monotonic(), 0
+        self.start = time.monotonic()
+
+    def update(self, steps: int, **fields: float) -> None:
+        self.done += steps
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in fields.items()}, refresh=False)
+            self.bar.update(steps)
+        elif self.enabled and (time.monotonic() - self.last_print >= self.every_s or self.done == self.total):
+            self.last_print = time.monotonic()
+            elapsed = self.last_print - self.start
+            eta = elapsed / max(1, self.done) * (self.total - self.done)
+            shown = " ".join(f"{k} {v:.4g}" for k, v in fields.items())
+            log(f"{self.description} step {self.done}/{self.total} {shown} eta {eta:.0f}s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class MetricsWriter:
+    """metrics.jsonl (one object per epoch) and, when tensorboard is installed, event files."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / "metrics.jsonl"
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+        except ImportError:
+            self.tensorboard = None
+
+    def rewrite(self, history: list[dict[str, Any]]) -> None:
+        """Make metrics.jsonl hold exactly `history` (after a resume: no duplicate or orphan epochs)."""
+        self.path.write_text("".join(json.dumps(record) + "\n" for record in history))
+
+    def append(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if isinstance(value, int | float) and key != "epoch":
+                    self.tensorboard.add_scalar(key, value, record["epoch"])
+            self.tensorboard.flush()
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()

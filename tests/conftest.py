@@ -1,0 +1,85 @@
+"""Shared fixtures: an isolated cache folder and small datasets in the real on-disk formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from visionzoo.data.cifar10 import META_FILE, TEST_FILE, TRAIN_FILES, write_batch
+from visionzoo.models import is_model, register_model
+
+SHARED_ACTIVITYNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "activitynet"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    import os
+
+    os.environ["VISIONZOO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+def make_tiny_cifar(root: Path, per_batch: int = 16, test: int = 32, seed: int = 0) -> Path:
+    """A CIFAR-10-format dataset whose classes differ by colour, so a model can learn it in a few steps."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+
+    def batch(n: int) -> tuple[np.ndarray, list[int]]:
+        labels = rng.integers(0, 10, n)
+        base = (labels[:, None] * 25).astype(np.int64)
+        data = np.clip(base + rng.integers(0, 40, (n, 3072)), 0, 255).astype(np.uint8)
+        return data, labels.tolist()
+
+    for name in TRAIN_FILES:
+        data, labels = batch(per_batch)
+        write_batch(root / name, {"data": data, "labels": labels})
+    data, labels = batch(test)
+    write_batch(root / TEST_FILE, {"data": data, "labels": labels})
+    write_batch(root / META_FILE, {"label_names": [f"c{i}" for i in range(10)]})
+    return root
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path: Path) -> Path:
+    return make_tiny_cifar(tmp_path / "cifar")
+
+
+class TinyNet(nn.Module):
+    """A few-thousand-parameter classifier with BN and dropout, so engine tests exercise every state quickly."""
+
+    def __init__(self, num_classes: int = 10, drop_rate: float = 0.0, **_: object) -> None:
+        super().__init__()
+        self.num_classes, self.num_features, self.drop_rate = num_classes, 16, drop_rate
+        self.features = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.fc = nn.Linear(16, num_classes)
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes, self.fc = num_classes, nn.Linear(16, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = nn.functional.dropout(x.mean((2, 3)), self.drop_rate, self.training)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+if not is_model("tiny_test_net"):
+
+    @register_model
+    def tiny_test_net(pretrained: str | None = None, **kwargs) -> TinyNet:
+        from visionzoo.models.weights import load_weights
+
+        model = TinyNet(**kwargs)
+        if pretrained:
+            load_weights(model, pretrained)
+        return model
