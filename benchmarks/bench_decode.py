@@ -1,0 +1,132 @@
+"""Decode + augment speed of one loader worker: images/s of the image-folder transforms, single process.
+
+Generated JPEGs with photo-like detail (multi-octave noise, quality 90) at ImageNet's typical 500x375 and
+at 2000x1500, where decoding at reduced scale (`Image.draft`) matters; output 224x224 uint8 tensors.
+Rows: decode only (Image.open + convert RGB, the floor), the training transform (RandomResizedCrop +
+flip, with and without colour jitter 0.4) and the evaluation transform (resize 256 + centre crop 224).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import PIL
+import torch
+from PIL import Image
+
+from visionzoo.data.transforms import EvalTransform, TrainTransform, open_image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/bench_decode.py` from anywhere
+from benchmarks.report import markdown_table, write_section  # noqa: E402
+
+
+def photo_like(width: int, height: int, rng: np.random.Generator) -> Image.Image:
+    """Noise summed over octaves: JPEG sizes near real photos' (entropy decoding is most of the cost)."""
+    image = np.full((height, width, 3), 128.0, dtype=np.float32)
+    for cells, spread in ((8, 50.0), (32, 30.0), (128, 20.0), (400, 15.0)):
+        coarse = np.clip(
+            rng.normal(128, spread, (max(2, height * cells // 1000), max(2, width * cells // 1000), 3)), 0, 255
+        )
+        image += np.asarray(Image.fromarray(coarse.astype(np.uint8)).resize((width, height), Image.BICUBIC)) - 128.0
+    image += rng.normal(0, 10.0, image.shape)
+    return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+
+
+def make_jpegs(folder: Path, count: int, width: int, height: int) -> list[Path]:
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        path = folder / f"{width}x{height}_{i}.jpg"
+        photo_like(width, height, rng).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def images_per_second(
+    paths: list[Path], step: Callable[[Path, int], object], min_seconds: float
+) -> tuple[float, float]:
+    """(images per CPU second of this process, images per wall second): on a shared machine the first is the
+    speed of one worker on one free core, the second what this run happened to get."""
+    for i, path in enumerate(paths[:4]):  # warm the page cache and Pillow's code paths
+        step(path, i)
+    done, cpu_start, wall_start = 0, time.process_time(), time.perf_counter()
+    while time.process_time() - cpu_start < min_seconds:
+        for path in paths:
+            step(path, done)
+            done += 1
+    return done / (time.process_time() - cpu_start), done / (time.perf_counter() - wall_start)
+
+
+def run(min_seconds: float) -> list[dict[str, object]]:
+    torch.set_num_threads(1)
+
+    def decode_only(path: Path, _: int) -> object:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+
+    def train(transform: TrainTransform) -> Callable[[Path, int], object]:
+        def step(path: Path, i: int) -> object:
+            with open_image(path) as image:
+                return transform(image, np.random.default_rng(i))
+
+        return step
+
+    def evaluate(transform: EvalTransform) -> Callable[[Path, int], object]:
+        def step(path: Path, _: int) -> object:
+            with open_image(path) as image:
+                return transform(image)
+
+        return step
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for width, height, count in ((500, 375, 48), (2000, 1500, 12)):
+            paths = make_jpegs(Path(tmp), count, width, height)
+            kbytes = np.mean([p.stat().st_size for p in paths]) / 1024
+            cases: list[tuple[str, str, Callable[[Path, int], object]]] = [("decode only", "-", decode_only)]
+            for draft in (True, False):
+                cases += [
+                    ("train: rrc + flip", str(draft), train(TrainTransform(224, draft=draft))),
+                    ("train: rrc + flip + jitter 0.4", str(draft), train(TrainTransform(224, jitter=0.4, draft=draft))),
+                    ("eval: resize 256 + crop 224", str(draft), evaluate(EvalTransform(224, 0.875, draft=draft))),
+                ]
+            for name, draft_text, step in cases:
+                per_cpu_second, per_wall_second = images_per_second(paths, step, min_seconds)
+                rows.append(
+                    {
+                        "JPEG": f"{width}x{height} (~{kbytes:.0f} KB)",
+                        "transform (bilinear, out 224)": name,
+                        "draft": draft_text,
+                        "images/s (CPU time)": f"{per_cpu_second:.0f}",
+                        "ms/image (CPU time)": f"{1000 / per_cpu_second:.2f}",
+                        "images/s (wall, this run)": f"{per_wall_second:.0f}",
+                    }
+                )
+                print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="minimum time per measurement")
+    args = parser.parse_args()
+    rows = run(args.seconds)
+    body = (
+        f"One process, one thread (`torch.set_num_threads(1)`), Pillow {PIL.__version__}; JPEGs generated with "
+        f"photo-like detail at quality 90, files read from the page cache. Speeds per CPU second of the process "
+        f"are what one loader worker does on a free core (a loader with N workers on N free cores scales about "
+        f"linearly); wall-clock speeds depend on what else ran on the machine (load average "
+        f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores).\n\n{markdown_table(rows)}"
+    )
+    write_section("bench_decode", body)
+
+
+if __name__ == "__main__":
+    main()
