@@ -1,0 +1,552 @@
+"""ActivityNet-1.3 snippet features in the BSN/BMN layout, a parsed-once feature cache, and synthetic demo data.
+
+A data directory holds `video_info_new.csv` (video, subset, ...), `anet_anno_action.json` (durations, frame
+counts, segments in seconds) and `csv_mean_100/<video>.csv` (header f0..f{D-1}, then T rows). The reference
+reads one CSV with pandas on every item; here all CSVs of a split are parsed once into a memory-mapped float32
+array under the cache folder, keyed by a fingerprint of the sources, so later epochs and runs never parse text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from visionzoo.data.cache import cache_dir
+from visionzoo.data.sampling import SampleKey
+from visionzoo.errors import VisionZooError
+
+VIDEO_INFO = "video_info_new.csv"
+VIDEO_ANNO = "anet_anno_action.json"
+FEATURE_DIR = "csv_mean_100"
+SUBSETS = ("train", "validation", "all")
+CACHE_VERSION = 1
+_INFO_COLUMNS = ("video", "numFrame", "seconds", "fps", "rfps", "subset", "featureFrame")
+
+
+@dataclass
+class VideoRecord:
+    name: str
+    subset: str
+    duration_second: float
+    feature_second: float  # the span the features cover: feature_frame / duration_frame * duration_second
+    segments: np.ndarray  # [K, 2] float64, (start, end) in seconds, in annotation order
+    labels: list[str]
+
+
+def normalized_segments(video: VideoRecord) -> np.ndarray:
+    """[K, 2] float32 fractions of feature_second, each bound clipped to [0, 1] on its own, as the reference does."""
+    return np.clip(video.segments / video.feature_second, 0.0, 1.0).astype(np.float32).reshape(-1, 2)
+
+
+# ----------------------------------------------------------------------------------------------- annotations
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _read_video_info(path: Path) -> list[tuple[str, str]]:
+    """(video, subset) per row, in file order, with the header and every row checked."""
+    if not path.is_file():
+        raise VisionZooError(f"{path}: missing video info CSV (columns {','.join(_INFO_COLUMNS)})")
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or "video" not in header or "subset" not in header:
+            raise VisionZooError(f"{path}: header must name the columns 'video' and 'subset', got {header}")
+        video_col, subset_col = header.index("video"), header.index("subset")
+        rows, seen = [], set()
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise VisionZooError(f"{path}: line {line} has {len(row)} fields, the header has {len(header)}")
+            name, subset = row[video_col].strip(), row[subset_col].strip()
+            if not name or not subset:
+                raise VisionZooError(f"{path}: line {line} has an empty video name or subset")
+            if name in seen:
+                raise VisionZooError(f"{path}: line {line} repeats video {name}")
+            seen.add(name)
+            rows.append((name, subset))
+    if not rows:
+        raise VisionZooError(f"{path}: no videos listed")
+    return rows
+
+
+def _read_annotation_file(path: Path) -> dict[str, object]:
+    if not path.is_file():
+        raise VisionZooError(f"{path}: missing annotation JSON")
+    try:
+        with open(path) as handle:
+            database = json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise VisionZooError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(database, dict):
+        raise VisionZooError(f"{path}: expected an object keyed by video name, got {type(database).__name__}")
+    return database
+
+
+def _video_record(path: Path, name: str, subset: str, entry: object) -> VideoRecord:
+    def bad(what: str) -> VisionZooError:
+        return VisionZooError(f"{path}: video {name}: {what}")
+
+    if not isinstance(entry, dict):
+        raise bad("entry is not an object")
+    for key, integer in (("duration_second", False), ("duration_frame", True), ("feature_frame", True)):
+        value = entry.get(key)
+        if not (_finite_number(value) and value > 0 and (not integer or float(value).is_integer())):
+            raise bad(f"'{key}' must be a positive {'integer' if integer else 'number'}, got {value!r}")
+    annotations = entry.get("annotations")
+    if not isinstance(annotations, list):
+        raise bad("'annotations' must be a list")
+    segments, labels = [], []
+    for k, item in enumerate(annotations):
+        segment = item.get("segment") if isinstance(item, dict) else None
+        if not (isinstance(segment, list) and len(segment) == 2 and all(_finite_number(v) and v >= 0 for v in segment)):
+            raise bad(f"annotation {k}: 'segment' must be [start, end] in seconds (>= 0), got {segment!r}")
+        if segment[1] < segment[0]:
+            raise bad(f"annotation {k}: segment ends before it starts ({segment})")
+        if not isinstance(item.get("label"), str):
+            raise bad(f"annotation {k}: 'label' must be a string")
+        segments.append([float(segment[0]), float(segment[1])])
+        labels.append(item["label"])
+    duration_second, duration_frame = float(entry["duration_second"]), int(entry["duration_frame"])
+    feature_second = float(entry["feature_frame"]) / duration_frame * duration_second  # "some frames not used"
+    return VideoRecord(
+        name=name,
+        subset=subset,
+        duration_second=duration_second,
+        feature_second=feature_second,
+        segments=np.asarray(segments, dtype=np.float64).reshape(-1, 2),
+        labels=labels,
+    )
+
+
+def load_annotations(root: str | Path, video_info: str = VIDEO_INFO, video_anno: str = VIDEO_ANNO) -> list[VideoRecord]:
+    """Every video of the info CSV, in its order, with its annotation; the JSON may hold extra videos."""
+    root = Path(root)
+    if not root.is_dir():
+        raise VisionZooError(f"{root}: no such data directory (expected {video_info}, {video_anno}, features)")
+    rows = _read_video_info(root / video_info)
+    anno_path = root / video_anno
+    database = _read_annotation_file(anno_path)
+    missing = [name for name, _ in rows if name not in database]
+    if missing:
+        raise VisionZooError(
+            f"{anno_path}: {len(missing)} of the {len(rows)} videos in {video_info} have no annotation entry "
+            f"(first: {', '.join(missing[:5])})"
+        )
+    return [_video_record(anno_path, name, subset, database[name]) for name, subset in rows]
+
+
+def select_subset(videos: list[VideoRecord], subset: str) -> list[VideoRecord]:
+    """The reference keeps rows whose subset contains the request ('train' matches 'training'); 'all' keeps all."""
+    if subset not in SUBSETS:
+        raise VisionZooError(f"subset {subset!r}: expected one of {', '.join(SUBSETS)}")
+    return list(videos) if subset == "all" else [v for v in videos if subset in v.subset]
+
+
+# ------------------------------------------------------------------------------------------------- features
+
+
+def read_feature_csv(path: Path, temporal_scale: int, feat_dim: int) -> np.ndarray:
+    """One feature file as float32 [temporal_scale, feat_dim], or a VisionZooError naming the file and the fault."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.readline()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an empty body is reported below as 0 rows
+                values = np.loadtxt(handle, delimiter=",", dtype=np.float32, ndmin=2)
+    except OSError as err:
+        raise VisionZooError(f"{path}: cannot read feature file ({err.strerror})") from None
+    except ValueError as err:
+        raise VisionZooError(f"{path}: malformed feature CSV ({str(err).split(';')[0]})") from None
+    columns = header.count(b",") + 1 if header.strip() else 0
+    if columns != feat_dim:
+        raise VisionZooError(
+            f"{path}: header has {columns} columns, expected feat_dim={feat_dim} (f0..f{feat_dim - 1})"
+        )
+    rows = values.shape[0] if values.size else 0
+    if values.size and values.shape[1] != feat_dim:
+        raise VisionZooError(f"{path}: data rows have {values.shape[1]} values, expected feat_dim={feat_dim}")
+    if rows != temporal_scale:
+        raise VisionZooError(f"{path}: {rows} data rows, expected temporal_scale={temporal_scale}")
+    finite = np.isfinite(values)
+    if not finite.all():
+        row, col = np.argwhere(~finite)[0]
+        raise VisionZooError(
+            f"{path}: {int((~finite).sum())} non-finite values, first {values[row, col]} at data row {row + 1}, "
+            f"column f{col}"
+        )
+    return values
+
+
+def _parse_transposed(args: tuple[Path, int, int]) -> np.ndarray:
+    return np.ascontiguousarray(read_feature_csv(*args).T)
+
+
+def _parsed(paths: list[Path], temporal_scale: int, feat_dim: int, workers: int) -> Iterator[np.ndarray]:
+    jobs = [(path, temporal_scale, feat_dim) for path in paths]
+    if workers <= 1:
+        yield from map(_parse_transposed, jobs)
+        return
+    # spawn, not fork: the parent may hold torch threads, and the children only need numpy
+    import multiprocessing
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(_parse_transposed, jobs, chunksize=32)
+
+
+def _fingerprint(feature_dir: Path, names: list[str], temporal_scale: int, feat_dim: int) -> str:
+    """Hash of what the cache is built from; lists every missing feature file in one error."""
+    if not feature_dir.is_dir():
+        raise VisionZooError(f"{feature_dir}: no such feature directory (expected <video>.csv files)")
+    entries, missing = [], []
+    for name in names:
+        try:
+            stat = os.stat(feature_dir / f"{name}.csv")
+        except FileNotFoundError:
+            missing.append(f"{name}.csv")
+            continue
+        entries.append((name, stat.st_size, stat.st_mtime_ns))
+    if missing:
+        raise VisionZooError(
+            f"{feature_dir}: {len(missing)} of {len(names)} feature files missing (first: {', '.join(missing[:5])})"
+        )
+    source = [CACHE_VERSION, str(feature_dir.resolve()), temporal_scale, feat_dim, entries]
+    return hashlib.sha256(json.dumps(source).encode()).hexdigest()[:24]
+
+
+def _cached_array(directory: Path, names: list[str], shape: tuple[int, int, int]) -> Path | None:
+    """The cache file when its index says it is complete and it has the expected shape; else None."""
+    index_path, array_path = directory / "index.json", directory / "features.npy"
+    try:
+        index = json.loads(index_path.read_text())
+        array = np.load(array_path, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    if index.get("videos") != names or array.shape != shape or array.dtype != np.float32:
+        return None
+    return array_path
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """Let one process (e.g. one DDP rank) build while the others wait for it, where the OS offers flock."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: concurrent builds stay correct (atomic renames), only duplicated
+        yield
+        return
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def build_feature_cache(
+    feature_dir: str | Path, names: list[str], temporal_scale: int, feat_dim: int, workers: int = 1
+) -> Path:
+    """Path of a float32 .npy [len(names), feat_dim, temporal_scale] holding the parsed CSVs, built on first use.
+
+    Stored under cache_dir("anet", fingerprint); the array is written to a temporary name and renamed, and the
+    index that marks it complete is renamed in last, so an interrupted build is redone rather than trusted.
+    `workers` > 1 parses in that many spawned processes: on the 2-core dev host (loaded) that was 2x slower
+    than serial (benchmarks/bench_anet_features.py), so serial is the default until measured on more cores.
+    """
+    feature_dir = Path(feature_dir)
+    directory = cache_dir("anet", _fingerprint(feature_dir, names, temporal_scale, feat_dim))
+    shape = (len(names), feat_dim, temporal_scale)
+    if (found := _cached_array(directory, names, shape)) is not None:
+        return found
+    with _build_lock(directory / "build.lock"):
+        if (found := _cached_array(directory, names, shape)) is not None:
+            return found
+        array_path = directory / "features.npy"
+        tmp = directory / f".features.{os.getpid()}.tmp.npy"
+        try:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            paths = [feature_dir / f"{name}.csv" for name in names]
+            for i, features in enumerate(_parsed(paths, temporal_scale, feat_dim, workers)):
+                out[i] = features
+            out.flush()
+            del out
+            os.replace(tmp, array_path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        index = {"version": CACHE_VERSION, "feature_dir": str(feature_dir.resolve()), "videos": names}
+        _write_atomically(directory / "index.json", json.dumps(index).encode())
+    return array_path
+
+
+class ActivityNetFeatures(Dataset):
+    """Items are (features float32 [feat_dim, T], segments float32 [K, 2] as fractions of feature_second, index).
+
+    The label maps (TEM scores, IoU map) are computed from the segments, batched, by the task.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        subset: str,
+        temporal_scale: int = 100,
+        feat_dim: int = 400,
+        video_info: str = VIDEO_INFO,
+        video_anno: str = VIDEO_ANNO,
+        feature_dir: str = FEATURE_DIR,
+    ) -> None:
+        root = Path(root)
+        self.videos = select_subset(load_annotations(root, video_info, video_anno), subset)
+        if not self.videos:
+            raise VisionZooError(f"{root / video_info}: no videos in subset {subset!r}")
+        self.temporal_scale, self.feat_dim = temporal_scale, feat_dim
+        self.segments = [normalized_segments(video) for video in self.videos]
+        names = [video.name for video in self.videos]
+        self.cache_path = build_feature_cache(root / feature_dir, names, temporal_scale, feat_dim)
+        self._features: np.ndarray | None = None
+
+    @property
+    def features(self) -> np.ndarray:
+        """The memory-mapped [N, feat_dim, T] array, opened lazily so each loader worker maps it itself."""
+        if self._features is None:
+            self._features = np.load(self.cache_path, mmap_mode="r")
+        return self._features
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_features": None}  # never pickle the mapping (spawned workers would copy it)
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, torch.Tensor, int]:
+        index, _epoch = key  # deterministic items: nothing is drawn at random
+        features = torch.from_numpy(np.array(self.features[index]))
+        return features, torch.from_numpy(self.segments[index].copy()), index
+
+
+# ---------------------------------------------------------------------------------------------- demo data
+
+DEMO_CLASSES = (
+    "Long jump", "Playing guitarra", "Making a sandwich", "Washing dishes", "Skateboarding", "Bathing dog",
+    "Playing violin", "Shoveling snow", "Tai chi", "Rock climbing", "Mowing the lawn", "Ironing clothes",
+    "Walking the dog", "Surfing", "Painting", "Javelin throw", "Brushing teeth", "Kayaking", "Baking cookies",
+    "Juggling balls",
+)  # fmt: skip
+# Quantiles of duration_second over the 19,228 videos of the real anet_anno_action.json.
+_DURATION_Q = (0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999, 1)
+_DURATION_S = (1.6, 7.8, 10.8, 17.9, 29.0, 49.9, 69.3, 90.1, 113.6, 136.1, 160.2, 185.1, 210.8, 224.3, 233.7,
+               236.6, 293.3, 975.1)  # fmt: skip
+# Videos with 1..8 actions in the real training split, and the frame rates of the real info CSV.
+_ACTION_COUNTS = np.array([7274, 1266, 462, 257, 150, 96, 49, 34], dtype=np.float64)
+_FPS = ((30.0, 0.70), (25.0, 0.18), (24.0, 0.08), (15.0, 0.04))
+# feature_frame - duration_frame // 16 * 16 in the real JSON: 0 for 66%, +16 for 28%, -16 for 6%.
+_FEATURE_FRAME_SHIFT = ((0, 0.66), (16, 0.28), (-16, 0.06))
+_NAME_ALPHABET = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", dtype=np.uint8)
+
+
+@cache
+def _integer_table() -> np.ndarray:
+    """[2000, 4] ASCII of 0..999 then -0..-999, left-aligned, zero-padded (the padding is overwritten)."""
+    rows = [(("-" if negative else "") + str(n)).ljust(4, "\0").encode() for negative in (0, 1) for n in range(1000)]
+    return np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(2000, 4)
+
+
+def format_csv_rows(values: np.ndarray) -> bytes:
+    """[R, C] values as CSV text with 3 decimals, vectorised (Python's per-value formatting is ~5x slower).
+
+    Each value is scattered byte by byte to its offset in the output: sign and integer digits, '.', three
+    decimals, then ',' or a newline.
+    """
+    values = np.clip(np.asarray(values, dtype=np.float64), -999.999, 999.999)
+    scaled = np.rint(np.abs(values) * 1000).astype(np.int64).ravel()
+    integer, fraction = np.divmod(scaled, 1000)
+    negative = (values.ravel() < 0) & (scaled > 0)
+    width = 1 + (integer >= 10) + (integer >= 100) + negative  # characters before the decimal point
+    starts = np.cumsum(width + 5) - (width + 5)
+    out = np.empty(int(starts[-1] + width[-1] + 5), dtype=np.uint8)
+    table = _integer_table()[integer + 1000 * negative]
+    for j in range(4):  # bytes past `width` land inside this value's own span and are overwritten below
+        out[starts + j] = table[:, j]
+    point = starts + width
+    out[point] = ord(".")
+    out[point + 1] = fraction // 100 + ord("0")
+    out[point + 2] = fraction // 10 % 10 + ord("0")
+    out[point + 3] = fraction % 10 + ord("0")
+    separator = np.full(scaled.size, ord(","), dtype=np.uint8)
+    separator[values.shape[1] - 1 :: values.shape[1]] = ord("\n")
+    out[point + 4] = separator
+    return out.tobytes()
+
+
+def _pick(rng: np.random.Generator, table: tuple[tuple[float, float], ...]) -> float:
+    values, weights = zip(*table, strict=True)
+    return values[rng.choice(len(values), p=np.asarray(weights) / sum(weights))]
+
+
+def _demo_segments(rng: np.random.Generator, duration: float) -> np.ndarray:
+    """[K, 2] seconds: one long action in most videos, several short ones in the rest, as in ActivityNet."""
+    count = 1 + rng.choice(len(_ACTION_COUNTS), p=_ACTION_COUNTS / _ACTION_COUNTS.sum())
+    if count == 1:
+        length = float(np.clip(rng.beta(1.6, 0.55), 0.01, 1.0))  # median ~0.8 of the video, as in the real data
+        start = rng.uniform(0.0, 1.0 - length)
+        bounds = np.array([[start, start + length]])
+    else:
+        covered = rng.uniform(0.15, 0.85)
+        lengths = rng.dirichlet(np.full(count, 0.8)) * covered
+        gaps = rng.dirichlet(np.ones(count + 1)) * (1.0 - covered)
+        starts = np.cumsum(gaps[:-1]) + np.concatenate([[0.0], np.cumsum(lengths)[:-1]])
+        bounds = np.stack([starts, starts + lengths], axis=1)
+    seconds = np.round(bounds * duration, 3)
+    seconds[:, 1] = np.minimum(np.maximum(seconds[:, 1], seconds[:, 0] + 0.05), duration)
+    return seconds
+
+
+def _soft_coverage(start: float, end: float, temporal_scale: int) -> np.ndarray:
+    """Fraction of each bin [t/T, (t+1)/T] inside [start, end], smoothed so the edges ramp over ~2 bins."""
+    edges = np.arange(temporal_scale + 1) / temporal_scale
+    cover = np.clip(np.minimum(edges[1:], end) - np.maximum(edges[:-1], start), 0.0, None) * temporal_scale
+    return np.convolve(np.pad(cover, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
+
+
+def _demo_features(
+    rng: np.random.Generator, bounds: np.ndarray, label: int, patterns: dict[str, np.ndarray], temporal_scale: int
+) -> np.ndarray:
+    """[T, D] logit-like scores: a class signal inside the actions, boundary bumps, distractor bursts, noise."""
+    prototypes, feat_dim = patterns["classes"], patterns["bias"].shape[0]
+    centres = (np.arange(temporal_scale) + 0.5) / temporal_scale
+    features = patterns["bias"] + rng.normal(0.0, 0.3, feat_dim)  # dataset prior + per-video scene offset
+    noise = rng.normal(0.0, 0.6, (temporal_scale + 2, feat_dim))
+    features = features + (noise[:-2] + noise[1:-1] + noise[2:]) / math.sqrt(3)  # temporally correlated
+    inside = np.zeros(temporal_scale)
+    for start, end in bounds:
+        cover = _soft_coverage(start, end, temporal_scale)
+        inside = np.maximum(inside, cover)
+        features += rng.uniform(0.6, 1.4) * cover[:, None] * prototypes[label]
+        for point, signature in ((start, patterns["start"]), (end, patterns["end"])):
+            bump = np.exp(-0.5 * ((centres - point) * temporal_scale / 0.8) ** 2)
+            features += bump[:, None] * signature
+    for _ in range(rng.poisson(1.0)):  # bursts of another class where there is no action, without boundaries
+        length = int(rng.integers(2, 9))
+        begin = int(rng.integers(0, max(1, temporal_scale - length)))
+        if inside[max(0, begin - 2) : begin + length + 2].max() > 0.0:
+            continue
+        other = (label + 1 + int(rng.integers(len(prototypes) - 1))) % len(prototypes)
+        burst = _soft_coverage(begin / temporal_scale, (begin + length) / temporal_scale, temporal_scale)
+        features += rng.uniform(0.4, 0.9) * burst[:, None] * prototypes[other]
+    return features
+
+
+def _demo_patterns(seed: int, feat_dim: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng((seed, 2**31))
+    classes = len(DEMO_CLASSES)
+    owned = (np.arange(feat_dim)[None, :] % classes) == np.arange(classes)[:, None]  # like TSN class scores
+    return {
+        "bias": rng.normal(-1.0, 0.8, feat_dim),
+        "classes": 2.0 * owned + rng.normal(0.0, 0.5, (classes, feat_dim)),
+        "start": rng.normal(0.0, 0.8, feat_dim),
+        "end": rng.normal(0.0, 0.8, feat_dim),
+    }
+
+
+def _demo_name(rng: np.random.Generator, taken: set[str]) -> str:
+    while True:
+        name = "v_" + _NAME_ALPHABET[rng.integers(0, len(_NAME_ALPHABET), 11)].tobytes().decode()
+        if name not in taken:
+            taken.add(name)
+            return name
+
+
+def _write_demo(out: Path, videos: int, seed: int, temporal_scale: int, feat_dim: int) -> None:
+    (out / FEATURE_DIR).mkdir(parents=True)
+    header = (",".join(f"f{i}" for i in range(feat_dim)) + "\n").encode()
+    patterns = _demo_patterns(seed, feat_dim)
+    validation = set(np.random.default_rng((seed, 2**32)).permutation(videos)[: round(videos / 4)].tolist())
+    database, info_rows, taken = {}, [], set()
+    for i in range(videos):
+        rng = np.random.default_rng((seed, i))
+        name = _demo_name(rng, taken)
+        duration = round(float(np.interp(rng.random(), _DURATION_Q, _DURATION_S)), 3)
+        fps = _pick(rng, _FPS)
+        duration_frame = max(int(round(duration * fps)), 16)
+        feature_frame = max(duration_frame // 16 * 16 + int(_pick(rng, _FEATURE_FRAME_SHIFT)), 16)
+        feature_second = feature_frame / duration_frame * duration
+        segments = _demo_segments(rng, duration)
+        label = int(rng.integers(len(DEMO_CLASSES)))  # one activity per video, as in ActivityNet
+        bounds = np.clip(segments / feature_second, 0.0, 1.0)
+        features = _demo_features(rng, bounds, label, patterns, temporal_scale)
+        (out / FEATURE_DIR / f"{name}.csv").write_bytes(header + format_csv_rows(features))
+        database[name] = {
+            "duration_second": duration,
+            "duration_frame": duration_frame,
+            "annotations": [{"segment": seg.tolist(), "label": DEMO_CLASSES[label]} for seg in segments],
+            "feature_frame": feature_frame,
+        }
+        subset = "validation" if i in validation else "training"
+        info_rows.append([name, duration_frame, duration, fps, duration_frame / duration, subset, feature_frame])
+    with open(out / VIDEO_ANNO, "w") as handle:
+        json.dump(database, handle)
+    with open(out / VIDEO_INFO, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(_INFO_COLUMNS)
+        writer.writerows(sorted(info_rows))
+
+
+def make_anet_demo(
+    out: str | Path, videos: int = 600, seed: int = 0, temporal_scale: int = 100, feat_dim: int = 400
+) -> Path:
+    """Write a synthetic dataset in exactly the BSN/BMN layout into `out` (built beside it, then renamed).
+
+    Durations, frame rates, actions per video and segment lengths follow the real annotation files; the
+    features carry a class signal with ramped edges inside the actions, start/end signatures at the
+    boundaries, distractor bursts outside them and correlated noise, so proposals can be learned. Training
+    and validation are 3:1. The same seed gives the same files.
+    """
+    out = Path(out)
+    if videos < 1 or temporal_scale < 1 or feat_dim < 1:
+        raise VisionZooError(f"make_anet_demo: videos, temporal_scale and feat_dim must be >= 1, got "
+                             f"{videos}, {temporal_scale}, {feat_dim}")  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _write_demo(tmp / "data", videos, seed, temporal_scale, feat_dim)
+        try:
+            (tmp / "data").rename(out)
+        except OSError:  # `out` exists: keep it if another process finished it first
+            if not (out / VIDEO_INFO).exists():
+                raise VisionZooError(f"{out}: already exists and is not an ActivityNet demo directory") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def demo_data_dir(videos: int = 600, seed: int = 0, temporal_scale: int = 100, feat_dim: int = 400) -> Path:
+    """The demo dataset in the cache folder, made on first use (what `--data demo` reads)."""
+    shape = "" if (temporal_scale, feat_dim) == (100, 400) else f"-{temporal_scale}x{feat_dim}"
+    path = cache_dir() / f"anet-demo-{videos}-{seed}{shape}"
+    if not (path / VIDEO_INFO).exists():
+        make_anet_demo(path, videos=videos, seed=seed, temporal_scale=temporal_scale, feat_dim=feat_dim)
+    return path
