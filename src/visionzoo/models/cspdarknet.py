@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from visionzoo.models.registry import register_model
-from visionzoo.models.weights import load_weights
+from visionzoo.models.weights import load_pretrained
 
 _STAGES = (  # (out_chs, depth, expand_ratio, bottle_ratio, block_ratio), timm's cspdarknet53 config
     (64, 1, 2.0, 0.5, 1.0),
@@ -167,5 +167,5 @@ class CspDarknet(nn.Module):
 def cspdarknet53(pretrained: str | None = None, **kwargs) -> CspDarknet:
     model = CspDarknet(**kwargs)
     if pretrained:
-        load_weights(model, pretrained)
+        load_pretrained(model, pretrained)
     return model

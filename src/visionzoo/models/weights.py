@@ -6,6 +6,7 @@ Nothing here unpickles arbitrary objects: safetensors, or `torch.load(weights_on
 from __future__ import annotations
 
 import pickle
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -84,12 +85,14 @@ def load_weights(
     """Load a weights file strictly; returns the classifier keys dropped because their shape differed.
 
     `filter_fn` maps another project's key layout onto ours. Any other mismatch means the file
-    belongs to another model, and the error says which keys differ.
+    belongs to another model, and the error says which keys differ. Missing BN counters are filled in.
     """
     state = read_state_dict(path)
     if filter_fn is not None:
         state = filter_fn(state, model)
     own = model.state_dict()
+    # BN step counters are bookkeeping, not weights; files saved before PyTorch 0.4.1 lack them.
+    state = {k: own[k] for k in own if k.endswith("num_batches_tracked") and k not in state} | state
     dropped: list[str] = []
     if drop_mismatched_classifier:
         for key in classifier_keys(model):
@@ -109,3 +112,13 @@ def load_weights(
         raise VisionZooError(f"{path}: weights do not fit {name} ({'; '.join(parts)})")
     model.load_state_dict(state, strict=True)
     return dropped
+
+
+def load_pretrained(
+    model: nn.Module, path: str | Path, filter_fn: Callable[[StateDict, nn.Module], StateDict] | None = None
+) -> None:
+    """What `create_model(name, pretrained=path)` does for every classifier: load strictly, except that a
+    classifier trained for another number of classes is replaced by a fresh one (said in one line)."""
+    if load_weights(model, path, filter_fn, drop_mismatched_classifier=True):
+        classes = getattr(model, "num_classes", "?")
+        print(f"{path}: its classifier has another number of classes; kept a fresh {classes}-way one", file=sys.stderr)
