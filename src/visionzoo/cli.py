@@ -137,6 +137,26 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_proposals(args: argparse.Namespace) -> int:
+    from visionzoo.tasks.anet_eval import run_eval_proposals
+
+    metrics = run_eval_proposals(args.ground_truth, args.proposals, plot=args.plot)
+    keys = ("AR@1", "AR@5", "AR@10", "AR@100", "AUC")
+    if args.json:
+        print(json.dumps({k: metrics[k] for k in keys}))
+    else:
+        print("\n".join(f"{k} : {metrics[k]:.2f}" for k in keys))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from visionzoo.tasks.proposal_demo import run_demo
+
+    for path in run_demo(args.recipe, args.checkpoint, args.data, args.video, args.output):
+        print(path)
+    return 0
+
+
 def _base_parser() -> _Parser:
     parser = _Parser(prog="visionzoo", description="A PyTorch model zoo: train, evaluate, benchmark and export.")
     parser.add_argument("--version", action="version", version=f"visionzoo {_version()}")
@@ -152,6 +172,18 @@ def _base_parser() -> _Parser:
     ):
         p = sub.add_parser(command, help=text, add_help=False)
         p.add_argument("recipe")
+    p = sub.add_parser("eval-proposals", help="AR@AN and AUC of a proposals JSON, as the ActivityNet toolkit")
+    p.add_argument("--ground-truth", type=Path, required=True, help="ActivityNet database JSON or BSN annotation dir")
+    p.add_argument("--proposals", type=Path, required=True, help="proposals JSON (ActivityNet format)")
+    p.add_argument("--plot", type=Path, help="also write the AR-AN curve to this PNG")
+    p.add_argument("--json", action="store_true", help="print one JSON object (values in percent)")
+    p = sub.add_parser("demo", help="BMN on one video: candidates CSV, proposals JSON and a plot in output/demo/")
+    p.add_argument("model", choices=("bmn",))
+    p.add_argument("--recipe", default="bmn_anet")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--data", default="demo", help="dataset directory in the BSN layout, or 'demo'")
+    p.add_argument("--video", help="video name (default: the first validation video)")
+    p.add_argument("--output", type=Path, default=Path("output/demo"))
     p = sub.add_parser("data", help="make datasets in the formats the recipes read")
     data = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     d = data.add_parser("make-digits", help="scikit-learn digits in the CIFAR-10 python format")
@@ -187,7 +219,14 @@ def main(argv: list[str] | None = None) -> int:
         args = _base_parser().parse_args(argv)
         if args.command in RECIPE_COMMANDS:  # reached only with a flag before the recipe, or none
             raise VisionZooError(f"usage: visionzoo {args.command} RECIPE [options] (see visionzoo recipes)")
-        return {"recipes": cmd_recipes, "models": cmd_models, "data": cmd_data}[args.command](args)
+        commands = {
+            "recipes": cmd_recipes,
+            "models": cmd_models,
+            "data": cmd_data,
+            "eval-proposals": cmd_eval_proposals,
+            "demo": cmd_demo,
+        }
+        return commands[args.command](args)
     except VisionZooError as err:
         print(f"visionzoo: error: {err}", file=sys.stderr)
         return 2

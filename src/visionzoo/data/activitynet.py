@@ -44,6 +44,7 @@ class VideoRecord:
     name: str
     subset: str
     duration_second: float
+    duration_frame: int
     feature_second: float  # the span the features cover: feature_frame / duration_frame * duration_second
     segments: np.ndarray  # [K, 2] float64, (start, end) in seconds, in annotation order
     labels: list[str]
@@ -132,6 +133,7 @@ def _video_record(path: Path, name: str, subset: str, entry: object) -> VideoRec
         name=name,
         subset=subset,
         duration_second=duration_second,
+        duration_frame=duration_frame,
         feature_second=feature_second,
         segments=np.asarray(segments, dtype=np.float64).reshape(-1, 2),
         labels=labels,
