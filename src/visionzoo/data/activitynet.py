@@ -14,8 +14,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -27,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from visionzoo.data.cache import cache_dir
+from visionzoo.data.cache import building_dir, cache_dir
 from visionzoo.data.sampling import SampleKey
 from visionzoo.errors import VisionZooError
 
@@ -531,17 +529,8 @@ def make_anet_demo(
     if videos < 1 or temporal_scale < 1 or feat_dim < 1:
         raise VisionZooError(f"make_anet_demo: videos, temporal_scale and feat_dim must be >= 1, got "
                              f"{videos}, {temporal_scale}, {feat_dim}")  # fmt: skip
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        _write_demo(tmp / "data", videos, seed, temporal_scale, feat_dim)
-        try:
-            (tmp / "data").rename(out)
-        except OSError:  # `out` exists: keep it if another process finished it first
-            if not (out / VIDEO_INFO).exists():
-                raise VisionZooError(f"{out}: already exists and is not an ActivityNet demo directory") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with building_dir(out, VIDEO_INFO) as tmp:
+        _write_demo(tmp, videos, seed, temporal_scale, feat_dim)
     return out
 
 

@@ -7,14 +7,12 @@ loader reads it.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from visionzoo.data.cache import cache_dir
+from visionzoo.data.cache import building_dir, cache_dir
 from visionzoo.data.cifar10 import META_FILE, TEST_FILE, TRAIN_FILES, write_batch
 
 CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -40,23 +38,12 @@ def make_digits(out: Path) -> Path:
     test = np.concatenate([order[labels[order] == c][:TEST_PER_CLASS] for c in range(10)])
     train = np.setdiff1d(order, test, assume_unique=True)
     train = order[np.isin(order, train)]  # keep the shuffled order
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with building_dir(out, META_FILE) as tmp:
         for name, chunk in zip(TRAIN_FILES, np.array_split(train, len(TRAIN_FILES)), strict=True):
             write_batch(tmp / name, {"batch_label": name, "labels": labels[chunk].tolist(), "data": data[chunk]})
         test = np.sort(test)
         write_batch(tmp / TEST_FILE, {"batch_label": TEST_FILE, "labels": labels[test].tolist(), "data": data[test]})
         write_batch(tmp / META_FILE, {"label_names": CLASS_NAMES, "num_cases_per_batch": 300, "num_vis": 3072})
-        try:
-            tmp.rename(out)
-        except OSError:  # another process made it first
-            if not (out / META_FILE).exists():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

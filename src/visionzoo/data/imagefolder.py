@@ -21,8 +21,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +28,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from visionzoo.data.cache import cache_dir
+from visionzoo.data.cache import building_dir, cache_dir
 from visionzoo.data.sampling import SampleKey, sample_rng
 from visionzoo.data.transforms import EvalTransform, TrainTransform, open_image
 from visionzoo.errors import VisionZooError
@@ -323,9 +321,7 @@ def make_imagefolder(
     val_per_class = max(2, per_class // 5) if val_per_class is None else val_per_class
     digits = len(str(classes - 1))
     names = [f"c{c:0{digits}d}_{SHAPES[c % len(SHAPES)]}" for c in range(classes)]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with building_dir(out, "val") as tmp:
         for split_code, (split, count) in enumerate((("train", per_class), ("val", val_per_class))):
             for label, name in enumerate(names):
                 folder = tmp / split / name
@@ -334,15 +330,6 @@ def make_imagefolder(
                     rng = np.random.default_rng((seed, split_code, label, i))
                     quality = int(rng.integers(80, 96))
                     draw_sample(label, size, rng).save(folder / f"{split}_{name}_{i:05d}.JPEG", quality=quality)
-        try:
-            tmp.rename(out)
-        except OSError:  # another process (e.g. another rank) made it first
-            if not (out / "val").is_dir():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
