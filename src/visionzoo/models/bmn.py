@@ -28,6 +28,7 @@ no classifier to reset, so `reset_classifier` / `get_classifier` are not provide
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -177,8 +178,10 @@ class BMN(nn.Module):
             check_invariants=True,
         )
         if self.bm_impl in ("auto", "sparse"):
-            self.register_buffer("weights_csr", compact.to_sparse_csr(), persistent=False)
-            self.register_buffer("weights_t_csr", compact.t().coalesce().to_sparse_csr(), persistent=False)
+            with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state": known, and tested here
+                warnings.simplefilter("ignore", UserWarning)
+                self.register_buffer("weights_csr", compact.to_sparse_csr(), persistent=False)
+                self.register_buffer("weights_t_csr", compact.t().coalesce().to_sparse_csr(), persistent=False)
         if self.bm_impl in ("auto", "matmul"):
             self.register_buffer("weights_dense", compact.to_dense(), persistent=False)
         if self.bm_impl == "dense":
