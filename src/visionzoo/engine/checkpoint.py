@@ -80,16 +80,31 @@ def load_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def load_latest_state(run_dir: Path, warn: Callable[[str], None]) -> dict[str, Any] | None:
-    """The newest loadable state of a run directory; an unreadable last state falls back to the previous one."""
+def load_latest_state(
+    run_dir: Path, warn: Callable[[str], None], check: Callable[[dict[str, Any], Path], None] | None = None
+) -> tuple[Path, dict[str, Any]] | None:
+    """(path, state) of the newest usable state of a run directory; None when it holds none.
+
+    A last state that does not load (truncated, not a state) or that `check` rejects (another model) is
+    reported through `warn` and the previous one is used; when neither is usable the last one's error is raised.
+    """
+    errors: list[VisionZooError] = []
     for name in (STATE_NAME, PREVIOUS_STATE_NAME):
         path = run_dir / name
         if not path.exists():
             continue
         try:
-            return load_state(path)
+            state = load_state(path)
+            if check is not None:
+                check(state, path)
         except VisionZooError as err:
-            warn(f"{err}; trying the previous checkpoint")
+            errors.append(err)
+            continue
+        if errors:
+            warn(f"{errors[0]}; resuming from the previous checkpoint {path} instead")
+        return path, state
+    if errors:
+        raise errors[0]
     return None
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from visionzoo.errors import VisionZooError
 
@@ -46,14 +48,61 @@ def setup(device_choice: str) -> DistInfo:
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_choice, local_rank)
     if world_size > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+        _init_process_group("nccl" if device.type == "cuda" else "gloo", rank, world_size)
     if device.type == "cpu" and world_size > 1:
         # torchrun sets OMP_NUM_THREADS=1 per process; on CPU share the cores instead (VISIONZOO_NUM_THREADS wins).
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-        threads = int(os.environ.get("VISIONZOO_NUM_THREADS", 0)) or max(1, (os.cpu_count() or 1) // local_world)
+        threads = int(os.environ.get("VISIONZOO_NUM_THREADS", 0)) or max(1, _usable_cores() // local_world)
         torch.set_num_threads(threads)
     return DistInfo(rank, world_size, local_rank, device)
+
+
+def _init_process_group(backend: str, rank: int, world_size: int) -> None:
+    """init_process_group("env://"), its keys kept apart per torchrun attempt.
+
+    torchrun keeps one store for all restarts of a job; without a prefix, a restarted group can read the
+    addresses the dead workers published and fail to connect (gloo: "connectFullMesh failed").
+    """
+    timeout = datetime.timedelta(minutes=30)
+    store, _, _ = next(dist.rendezvous("env://", rank, world_size, timeout=timeout))
+    store = dist.PrefixStore(f"visionzoo/attempt-{restart_count()}", store)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (a SLURM or container CPU set), not all the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def restart_count() -> int:
+    """How many times torchrun has restarted the worker group (0 on the first attempt or without torchrun)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+
+def elastic_run_id() -> str | None:
+    """torchrun's rendezvous id (`--rdzv-id`, a fresh UUID with `--standalone`), safe as a file name.
+
+    The same on every node and every restart of one job, so it names the job's default run directory.
+    None outside torchrun and for the static rendezvous, whose id is the placeholder "none".
+    """
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    if run_id in ("", "none"):
+        return None
+    return re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
+
+
+def wrap_ddp(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
+    """DistributedDataParallel over `model` (whose weights it broadcasts from rank 0).
+
+    Buffers that are not dense tensors (BMN's sparse sampling matrix) are constants every rank builds the
+    same way, and DDP cannot broadcast them, so it is told to leave them alone.
+    """
+    not_dense = [name for name, buffer in model.named_buffers() if buffer.layout != torch.strided]
+    if not_dense:
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, not_dense)
+    return DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
 
 
 def barrier(info: DistInfo) -> None:
@@ -80,10 +129,19 @@ def broadcast_object(info: DistInfo, obj: Any) -> Any:
 
 
 def all_reduce_sum(info: DistInfo, values: torch.Tensor) -> torch.Tensor:
-    if info.enabled:
-        values = values.clone()
-        dist.all_reduce(values)
-    return values
+    """Sum over ranks, on the process's device (NCCL reduces CUDA tensors only); returned where `values` was."""
+    if not info.enabled:
+        return values
+    reduced = values.to(info.device, copy=True)
+    dist.all_reduce(reduced)
+    return reduced.to(values.device)
+
+
+def any_rank(info: DistInfo, flag: bool) -> bool:
+    """True on every rank when `flag` is true on at least one, so all ranks take the same branch."""
+    if not info.enabled:
+        return flag
+    return bool(all_reduce_sum(info, torch.tensor([float(flag)])).item() > 0)
 
 
 def cleanup() -> None:

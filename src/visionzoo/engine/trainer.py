@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.nn.parallel import DistributedDataParallel
+import yaml
 from torch.utils.data import DataLoader, Dataset
 
 from visionzoo.data.sampling import EvalSampler, TrainSampler
@@ -73,13 +73,40 @@ def evaluate(task: Task, model: nn.Module, loader: DataLoader, info: DistInfo, r
     return task.eval_end(lambda obj: distributed.gather_objects(info, obj))
 
 
+def _has_state(run_dir: Path) -> bool:
+    # prev.state.pt alone is a run killed between the two renames of a save
+    return any((run_dir / name).is_file() for name in (checkpoint.STATE_NAME, checkpoint.PREVIOUS_STATE_NAME))
+
+
+def _newest_run(recipe: Recipe, pattern: str = "*") -> Path | None:
+    """The newest run directory of `recipe` (names start with a timestamp) matching `pattern`."""
+    candidates = sorted(path for path in Path("runs", recipe.name).glob(pattern) if path.is_dir())
+    return candidates[-1] if candidates else None
+
+
 def _latest_run(recipe: Recipe) -> Path | None:
-    candidates = sorted(Path("runs", recipe.name).glob(f"*/{checkpoint.STATE_NAME}"))
-    return candidates[-1].parent if candidates else None
+    candidates = sorted(path for path in Path("runs", recipe.name).glob("*") if _has_state(path))
+    return candidates[-1] if candidates else None
 
 
-def _resolve_run_dir(recipe: Recipe, options: RunOptions, info: DistInfo) -> tuple[Path, Path | None]:
-    """(run directory, state file or directory to resume from). Decided by rank 0, shared with the others."""
+def _run_id_of(run_dir: Path) -> str | None:
+    """The torchrun job that last trained in `run_dir` (recorded in its config.yaml)."""
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return config.get("torchelastic_run_id") if isinstance(config, dict) else None
+
+
+def _resolve_run_dir(recipe: Recipe, options: RunOptions) -> tuple[Path, Path | None]:
+    """(run directory, state file or directory to resume from). Rank 0 decides; see docs/distributed.md.
+
+    torchrun restarts failed workers with the same arguments, so a restart (TORCHELASTIC_RESTART_COUNT > 0)
+    continues its job's own run as `--resume auto` would: the `--output` directory when this job (rendezvous
+    id) trained there, else the default directory named after the job. A directory of another job still needs
+    an explicit `--resume auto`.
+    """
+    run_id, restarted = distributed.elastic_run_id(), distributed.restart_count() > 0
     if options.resume not in (None, "auto"):
         source = Path(options.resume)
         if not source.exists():
@@ -87,17 +114,20 @@ def _resolve_run_dir(recipe: Recipe, options: RunOptions, info: DistInfo) -> tup
         run_dir = options.output or (source if source.is_dir() else source.parent)
         return run_dir, source
     if options.output is not None:
-        has_state = (options.output / checkpoint.STATE_NAME).exists()
-        if has_state and options.resume is None:
+        has_state = _has_state(options.output)
+        ours = restarted and (run_id is None or _run_id_of(options.output) == run_id)
+        if has_state and options.resume is None and not ours:
             raise VisionZooError(
                 f"{options.output}: already holds a run ({checkpoint.STATE_NAME}); "
                 "continue it with --resume auto or choose another --output"
             )
         return options.output, options.output if has_state else None
-    if options.resume == "auto" and (latest := _latest_run(recipe)) is not None:
+    if restarted and run_id is not None and (own := _newest_run(recipe, f"*-{run_id}")) is not None:
+        return own, own if _has_state(own) else None
+    if (options.resume == "auto" or (restarted and run_id is None)) and (latest := _latest_run(recipe)) is not None:
         return latest, latest
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs", recipe.name, stamp), None
+    return Path("runs", recipe.name, f"{stamp}-{run_id}" if run_id else stamp), None
 
 
 def _prepare_run_dir(run_dir: Path) -> None:
@@ -110,16 +140,23 @@ def _prepare_run_dir(run_dir: Path) -> None:
         raise VisionZooError(f"--output {run_dir}: cannot write there ({err.strerror or err})") from None
 
 
-def _read_resume_state(source: Path) -> dict[str, Any]:
+def _read_resume_state(source: Path, recipe: Recipe, world_size: int, model: nn.Module) -> tuple[Path, dict[str, Any]]:
+    """(state file, state) to resume from; a run directory's unusable last state falls back to the previous one."""
+
+    def check(state: dict[str, Any], path: Path) -> None:
+        _check_compatible(state, recipe, world_size, model, path)
+
     if source.is_dir():
-        state = checkpoint.load_latest_state(source, log)
-        if state is None:
-            raise VisionZooError(f"{source}: no loadable {checkpoint.STATE_NAME} to resume from")
-        return state
-    return checkpoint.load_state(source)
+        found = checkpoint.load_latest_state(source, log, check)
+        if found is None:
+            raise VisionZooError(f"{source}: no {checkpoint.STATE_NAME} to resume from")
+        return found
+    state = checkpoint.load_state(source)
+    check(state, source)
+    return source, state
 
 
-def _check_compatible(state: dict[str, Any], recipe: Recipe, world_size: int, source: Path) -> None:
+def _check_compatible(state: dict[str, Any], recipe: Recipe, world_size: int, model: nn.Module, source: Path) -> None:
     saved = state["config"]
     if saved["model"] != recipe.model:
         raise VisionZooError(f"{source}: a run of model {saved['model']!r}, not {recipe.model!r}")
@@ -129,6 +166,38 @@ def _check_compatible(state: dict[str, Any], recipe: Recipe, world_size: int, so
             f"{source}: trained with a global batch of {saved_global}, this run has "
             f"{recipe.batch_size * world_size}; resume with the same batch size x processes"
         )
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    found = {key: tuple(value.shape) for key, value in state["model"].items()}
+    if found != expected:
+        key = next(k for k in sorted(expected.keys() | found.keys()) if expected.get(k) != found.get(k))
+        raise VisionZooError(
+            f"{source}: its weights do not fit this {recipe.model} ({key}: saved {found.get(key)}, "
+            f"model {expected.get(key)})"
+        )
+
+
+def _agree_on_run(
+    recipe: Recipe, options: RunOptions, info: DistInfo, model: nn.Module
+) -> tuple[Path, dict[str, Any] | None]:
+    """Rank 0 picks the run directory and the state to resume from; every rank gets its answer, or its error."""
+    decision: tuple[Path | None, Path | None, str | None] = (None, None, None)
+    state = None
+    if info.is_main:
+        try:
+            run_dir, source = _resolve_run_dir(recipe, options)
+            state_path = None
+            if source is not None:
+                state_path, state = _read_resume_state(source, recipe, info.world_size, model)
+            _prepare_run_dir(run_dir)
+            decision = (run_dir, state_path, None)
+        except VisionZooError as err:
+            decision = (None, None, str(err))
+    run_dir, state_path, error = distributed.broadcast_object(info, decision)
+    if error is not None:
+        raise VisionZooError(error)
+    if state_path is not None and not info.is_main:
+        state = checkpoint.load_state(state_path)
+    return run_dir, state
 
 
 class _StopRequest:
@@ -160,16 +229,12 @@ def train(recipe: Recipe, options: RunOptions) -> dict[str, Any]:
 
 def _train(recipe: Recipe, options: RunOptions, info: DistInfo) -> dict[str, Any]:
     check_amp(recipe.amp, info.device)
+    if recipe.sync_bn and info.enabled and info.device.type != "cuda":
+        raise VisionZooError("--sync-bn: PyTorch's SyncBatchNorm runs on CUDA devices only; on CPU train without it")
     task = make_task(recipe)
-    run_dir, resume_source = distributed.broadcast_object(info, _resolve_run_dir(recipe, options, info))
-    if info.is_main:
-        _prepare_run_dir(run_dir)
-    state = _read_resume_state(resume_source) if resume_source is not None else None
-    if state is not None:
-        _check_compatible(state, recipe, info.world_size, resume_source)
-
     seed_everything(recipe.seed + info.rank)
     model = task.build_model()
+    run_dir, state = _agree_on_run(recipe, options, info, model)
     if options.finetune is not None and state is None:
         dropped = load_weights(model, options.finetune, drop_mismatched_classifier=True)
         if info.is_main:
@@ -198,8 +263,9 @@ def _train(recipe: Recipe, options: RunOptions, info: DistInfo) -> dict[str, Any
     base_lr = effective_lr(recipe, info.world_size)
     optimizer = build_optimizer(model, recipe, base_lr)
     scaler = grad_scaler(recipe.amp, info.device)
+    # DDP broadcasts rank 0's weights when it wraps the model; the EMA copies them after that, on every rank.
+    trained = distributed.wrap_ddp(model, info) if info.enabled else model
     ema = ModelEMA(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
-    trained = DistributedDataParallel(model) if info.enabled else model
 
     progress_state: dict[str, Any] = {"epoch": 0, "epoch_step": 0, "global_step": 0, "history": []}
     progress_state.update(best_metric=None, best_epoch=None, train_time=0.0)
@@ -213,6 +279,8 @@ def _train(recipe: Recipe, options: RunOptions, info: DistInfo) -> dict[str, Any
             ema.module.load_state_dict(state["ema"])
         checkpoint.restore_rng(state["rng"][min(info.rank, len(state["rng"]) - 1)])
         progress_state.update({k: state[k] for k in progress_state})
+        if not info.is_main:  # the saved partial-epoch sums are those of all ranks; rank 0 carries them on
+            progress_state.update(epoch_sums={}, epoch_samples=0)
         if info.is_main:
             log(f"resumed {run_dir} at epoch {state['epoch'] + 1}, step {state['epoch_step']} of {steps_per_epoch}")
 
@@ -220,6 +288,7 @@ def _train(recipe: Recipe, options: RunOptions, info: DistInfo) -> dict[str, Any
         "world_size": info.world_size,
         "global_batch_size": recipe.batch_size * info.world_size,
         "lr_effective": base_lr,
+        "torchelastic_run_id": distributed.elastic_run_id(),
     }
     writer = MetricsWriter(run_dir) if info.is_main else None
     if info.is_main:
@@ -232,9 +301,14 @@ def _train(recipe: Recipe, options: RunOptions, info: DistInfo) -> dict[str, Any
         )
 
     def save(epoch: int, epoch_step: int) -> None:
-        """All ranks contribute their RNG state; rank 0 writes."""
+        """All ranks contribute their RNG state and partial-epoch sums; rank 0 writes, the others wait."""
         rngs = distributed.gather_objects(info, checkpoint.capture_rng())
+        parts = distributed.gather_objects(info, (progress_state["epoch_sums"], progress_state["epoch_samples"]))
         if info.is_main:
+            epoch_sums: dict[str, float] = {}
+            for sums, _ in parts:
+                for key, value in sums.items():
+                    epoch_sums[key] = epoch_sums.get(key, 0.0) + value
             full = (
                 {
                     "format": "visionzoo-state-v1",
@@ -248,6 +322,7 @@ def _train(recipe: Recipe, options: RunOptions, info: DistInfo) -> dict[str, Any
                 }
                 | progress_state
                 | {"epoch": epoch, "epoch_step": epoch_step}
+                | {"epoch_sums": epoch_sums, "epoch_samples": sum(samples for _, samples in parts)}
             )
             checkpoint.save_state(run_dir, full)
         distributed.barrier(info)
@@ -305,7 +380,10 @@ def _train(recipe: Recipe, options: RunOptions, info: DistInfo) -> dict[str, Any
                 elapsed = time_before + time.monotonic() - epoch_start
                 bar.update(1, loss=loss_value, lr=lr, samples_per_s=samples * info.world_size / max(elapsed, 1e-9))
 
-                interrupted = stop.requested or steps_this_process == options.interrupt_after_steps
+                # SIGTERM reaches the ranks at different steps; they must agree to save at the same one.
+                interrupted = distributed.any_rank(info, stop.requested) or (
+                    steps_this_process == options.interrupt_after_steps
+                )
                 periodic = recipe.save_every_steps and progress_state["global_step"] % recipe.save_every_steps == 0
                 if interrupted or periodic:
                     progress_state.update(
