@@ -39,6 +39,11 @@ def _recipe_parser(command: str, recipe) -> _Parser:
         parser.add_argument("--output", type=Path, help="where eval outputs go (default: beside the checkpoint)")
     if command == "bench":
         parser.add_argument("--mode", choices=("train", "infer"), default="train")
+        parser.add_argument(
+            "--runtime",
+            choices=("torch", "onnxruntime"),
+            help="inference in this runtime: batch-1 latency (median, p90) and throughput at --batch-size",
+        )
         parser.add_argument("--steps", type=int, default=10, help="timed steps")
         parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     if command in ("eval", "bench"):
@@ -111,6 +116,12 @@ def cmd_eval(recipe, args: argparse.Namespace) -> int:
 
 
 def cmd_bench(recipe, args: argparse.Namespace) -> int:
+    if args.runtime is not None:
+        from visionzoo.export.cli_commands import bench_recipe_inference, format_inference_bench
+
+        rows = bench_recipe_inference(recipe, args.runtime, steps=args.steps, warmup=args.warmup)
+        print(format_inference_bench(rows, args.json))
+        return 0
     from visionzoo.engine.bench import bench, format_bench
 
     result = bench(recipe, args.mode, steps=args.steps, warmup=args.warmup)
@@ -184,6 +195,10 @@ def _base_parser() -> _Parser:
     p.add_argument("--data", default="demo", help="dataset directory in the BSN layout, or 'demo'")
     p.add_argument("--video", help="video name (default: the first validation video)")
     p.add_argument("--output", type=Path, default=Path("output/demo"))
+    from visionzoo.export.cli_commands import add_export_parser, add_predict_parser
+
+    add_export_parser(sub)
+    add_predict_parser(sub)
     p = sub.add_parser("data", help="make datasets in the formats the recipes read")
     data = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     d = data.add_parser("make-digits", help="scikit-learn digits in the CIFAR-10 python format")
@@ -219,7 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         args = _base_parser().parse_args(argv)
         if args.command in RECIPE_COMMANDS:  # reached only with a flag before the recipe, or none
             raise VisionZooError(f"usage: visionzoo {args.command} RECIPE [options] (see visionzoo recipes)")
+        from visionzoo.export.cli_commands import run_export, run_predict
+
         commands = {
+            "export": run_export,
+            "predict": run_predict,
             "recipes": cmd_recipes,
             "models": cmd_models,
             "data": cmd_data,

@@ -1,0 +1,86 @@
+"""Deployment speed of every registered model: PyTorch (fp32, bf16 autocast) vs onnxruntime (fp32 ONNX export).
+
+Batch-1 latency (ms per item, median and p90) and throughput at a larger batch, random weights (speed does
+not depend on them), on this machine's CPU. Each ONNX export is first checked against PyTorch (onnxruntime
+parity below 1e-4 relative) by the same code as `visionzoo export`.
+Runs with 1 thread by default: on this 2-core machine shared with other jobs, 2 OpenMP threads made PyTorch
+3-15x slower and erratic (ResNet-50 batch 1: 0.5-3.4 s per call vs a steady 0.17-0.24 s with one thread).
+Usage: python benchmarks/bench_inference.py [--models NAME ...] [--steps N] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import markdown_table, write_section  # noqa: E402
+
+from visionzoo.export.cli_commands import bench_inference  # noqa: E402
+from visionzoo.export.model_card import ModelCard, card_from_recipe  # noqa: E402
+from visionzoo.models import list_models  # noqa: E402
+from visionzoo.recipes.base import ClassificationRecipe, ProposalRecipe  # noqa: E402
+
+ASCEND_310_MS = {"resnet50_bam": 4.83}  # seed 004: MindSpore AIR model on an Ascend 310, per image
+
+
+def card_for(name: str) -> tuple[ModelCard, int]:
+    """(card, throughput batch): ImageNet models at 224, cspdarknet53 at 32 with 10 classes, BMN at T=100/400-d."""
+    if name == "bmn":
+        return card_from_recipe(ProposalRecipe(model=name)), 4
+    if name == "cspdarknet53":
+        return card_from_recipe(ClassificationRecipe(model=name, num_classes=10, img_size=32)), 64
+    return card_from_recipe(ClassificationRecipe(model=name, num_classes=1000, img_size=224)), 8
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", nargs="+", default=[m for m in list_models() if not m.startswith("tiny_test")])
+    parser.add_argument("--steps", type=int, default=10, help="timed batch-1 calls (throughput: steps // 3)")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads of both runtimes")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
+    rows = []
+    begin = time.monotonic()
+    for name in args.models:
+        card, batch = card_for(name)
+        for runtime in ("torch", "onnxruntime"):
+            for row in bench_inference(card, runtime, batch_size=batch, steps=args.steps, warmup=2):
+                shown = {
+                    "model": name,
+                    "input": row["input"],
+                    "runtime": runtime,
+                    "dtype": row["dtype"],
+                    "b1 ms/item median": f"{row['ms_per_item_b1_median']:.2f}",
+                    "b1 ms/item p90": f"{row['ms_per_item_b1_p90']:.2f}",
+                    "batch": row["batch_size"],
+                    "items/s": f"{row['items_per_sec']:.1f}",
+                    "onnx vs torch (rel)": "" if row["onnx_max_rel"] is None else f"{row['onnx_max_rel']:.1e}",
+                }
+                print(shown, flush=True)
+                rows.append(shown)
+    elapsed = time.monotonic() - begin
+    reference = ", ".join(f"{k} {v} ms/image" for k, v in ASCEND_310_MS.items())
+    body = "\n".join(
+        [
+            f"{args.threads} thread(s) per runtime; 1-min load average {load_before:.1f} at the start and "
+            f"{os.getloadavg()[0]:.1f} at the end (the machine is shared); "
+            "onnxruntime fp32 (CPUExecutionProvider, ORT_ENABLE_ALL), "
+            "ONNX from the legacy TorchScript exporter (opset 17, dynamic batch; BMN exported with "
+            "bm_impl=matmul); torch fp32 and bf16 autocast under inference_mode. Random weights. "
+            f"Seed reference (Ascend 310, MindSpore AIR): {reference}. Whole run: {elapsed:.0f} s.",
+            "",
+            markdown_table(rows),
+        ]
+    )
+    write_section("bench_inference", body)
+
+
+if __name__ == "__main__":
+    main()

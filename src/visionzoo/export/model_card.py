@@ -1,0 +1,238 @@
+"""Model cards: everything a deployed model needs besides its weights, resolved once and shipped with it.
+
+A card says which registered model to build (name + kwargs), what one input item looks like, how raw inputs
+are preprocessed (the evaluation pipeline of the recipe that trained it), how outputs are post-processed, the
+class names and the metrics of the run that made it. Export writes it as `<file>.json` beside the weights and,
+for ONNX, also into the model's metadata, so `visionzoo predict --onnx FILE` needs nothing else.
+
+Where the values come from, later sources winning: the recipe's defaults (or a bare model's), the
+`config.yaml` of the checkpoint's run directory (what was actually trained, e.g. `--num-classes 10`), a card
+already beside the checkpoint (`export --format safetensors` output), and for a bare model name the number of
+classes read off the checkpoint's classifier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+import yaml
+
+from visionzoo.errors import VisionZooError
+from visionzoo.recipes.base import ClassificationRecipe, ProposalRecipe, Recipe
+
+CARD_FORMAT = "visionzoo-model-card-v1"
+ONNX_CARD_KEY = "visionzoo.card"  # metadata_props key of the card JSON in exported ONNX files
+PROPOSAL_MODELS = ("bmn",)  # registered models of the proposals task; every other model is a classifier
+
+
+@dataclass
+class ModelCard:
+    model: str
+    task: str  # classification | proposals
+    model_kwargs: dict[str, Any]  # all of create_model's kwargs: num_classes / temporal_scale, feat_dim, ...
+    input_shape: list[int]  # one item: [3, H, W] for images, [feat_dim, T] for BMN features
+    preprocessing: dict[str, Any]
+    postprocessing: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] | None = None
+    recipe: str | None = None
+    metrics: dict[str, Any] | None = None
+    export: dict[str, Any] = field(default_factory=dict)  # format, exporter, opset, source checkpoint
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": CARD_FORMAT} | dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str) -> ModelCard:
+        if not isinstance(data, dict) or data.get("format") != CARD_FORMAT:
+            raise VisionZooError(f"{source}: not a visionzoo model card (format {CARD_FORMAT})")
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = {"model", "task", "model_kwargs", "input_shape", "preprocessing"} - set(data)
+        if missing:
+            raise VisionZooError(f"{source}: model card lacks {', '.join(sorted(missing))}")
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def build_model(self, pretrained: str | Path | None = None, **overrides: Any) -> nn.Module:
+        """The registered model in eval mode; `overrides` replace model kwargs (e.g. bm_impl for export)."""
+        from visionzoo.models import create_model
+
+        model = create_model(self.model, **(self.model_kwargs | overrides))
+        if pretrained is not None:
+            from visionzoo.models.weights import load_weights
+
+            load_weights(model, pretrained)
+        return model.eval()
+
+
+def card_path(path: str | Path) -> Path:
+    """`model.safetensors` -> `model.safetensors.json`: the card beside a weights or ONNX file."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def read_card(path: str | Path) -> ModelCard:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise VisionZooError(f"{path}: unreadable model card ({err})") from None
+    return ModelCard.from_dict(data, str(path))
+
+
+def card_from_recipe(recipe: Recipe) -> ModelCard:
+    """The card of a recipe's model as evaluation sees it (the eval transform, the task's normalisation)."""
+    if isinstance(recipe, ProposalRecipe):
+        kwargs = {
+            "temporal_scale": recipe.temporal_scale,
+            "prop_boundary_ratio": recipe.prop_boundary_ratio,
+            "num_sample": recipe.num_sample,
+            "num_sample_perbin": recipe.num_sample_perbin,
+            "feat_dim": recipe.feat_dim,
+        } | recipe.model_kwargs
+        return ModelCard(
+            model=recipe.model,
+            task="proposals",
+            model_kwargs=kwargs,
+            input_shape=[kwargs["feat_dim"], kwargs["temporal_scale"]],
+            preprocessing={"feature_format": "csv_mean_100", "temporal_scale": kwargs["temporal_scale"]}
+            | {"feat_dim": kwargs["feat_dim"]},
+            postprocessing={
+                "soft_nms_alpha": recipe.soft_nms_alpha,
+                "soft_nms_low_threshold": recipe.soft_nms_low_threshold,
+                "soft_nms_high_threshold": recipe.soft_nms_high_threshold,
+                "max_proposals": recipe.max_proposals,
+            },
+            recipe=recipe.name or None,
+        )
+    if not isinstance(recipe, ClassificationRecipe):
+        raise VisionZooError(f"recipe {recipe.name!r}: export knows classification and proposals recipes")
+    return ModelCard(
+        model=recipe.model,
+        task="classification",
+        model_kwargs={"num_classes": recipe.num_classes} | recipe.model_kwargs,
+        input_shape=[3, recipe.img_size, recipe.img_size],
+        preprocessing={
+            # CIFAR-10 loaders see whole 32x32 images: new images are resized whole; folders use the eval crop.
+            "resize": "whole" if recipe.dataset == "cifar10" else "eval_crop",
+            "img_size": recipe.img_size,
+            "crop_pct": recipe.crop_pct,
+            "interpolation": recipe.interpolation,
+            "mean": list(recipe.mean),
+            "std": list(recipe.std),
+        },
+        recipe=recipe.name or None,
+    )
+
+
+def _recipe_for(name: str) -> Recipe:
+    """A recipe by name, or the defaults of a bare model name (ImageNet classifier; BMN's ProposalRecipe)."""
+    from visionzoo.models import is_model
+    from visionzoo.recipes import get_recipe, list_recipes
+
+    if any(r.name == name for r in list_recipes()):
+        return get_recipe(name)
+    if not is_model(name):
+        raise VisionZooError(f"{name!r}: neither a recipe nor a registered model (see visionzoo recipes / models)")
+    return ProposalRecipe(model=name) if name in PROPOSAL_MODELS else ClassificationRecipe(model=name)
+
+
+def _apply_run_config(recipe: Recipe, config_file: Path) -> Recipe:
+    """The recipe as that run trained it: the fields of its config.yaml that the recipe type knows."""
+    try:
+        config = yaml.safe_load(config_file.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise VisionZooError(f"{config_file}: unreadable run config ({err})") from None
+    if not isinstance(config, dict) or config.get("model") != recipe.model:
+        return recipe  # another model's run: its settings say nothing about this one
+    known = {f.name for f in dataclasses.fields(recipe)}
+    return recipe.replace(**{k: v for k, v in config.items() if k in known and k not in ("name", "reference")})
+
+
+def class_names_of_data(dataset: str, data: str) -> list[str] | None:
+    """Class names of a CIFAR-10 or image-folder dataset as its loader numbers them, if it exists here.
+
+    Read cheaply (the meta file, the train folder names); a demo dataset is never generated for this.
+    """
+    from visionzoo.data.cache import cache_dir
+
+    if dataset == "cifar10":
+        from visionzoo.data.cifar10 import META_FILE, read_batch
+
+        root = cache_dir() / "digits-cifar10" if data == "digits" else Path(data)
+        if not (root / META_FILE).is_file():
+            return None
+        names = read_batch(root / META_FILE).get("label_names", [])
+        return [n.decode() if isinstance(n, bytes) else str(n) for n in names] or None
+    if dataset == "imagefolder":
+        from visionzoo.data.imagefolder import DEMO_VERSION, find_classes
+
+        root = cache_dir() / f"imagefolder-demo-v{DEMO_VERSION}" if data == "imagefolder-demo" else Path(data)
+        return find_classes(root / "train") or None if (root / "train").is_dir() else None
+    return None
+
+
+def _run_metrics(summary_file: Path) -> dict[str, Any] | None:
+    try:
+        summary = json.loads(summary_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    final = summary.get("final") or {}
+    return {
+        "best": summary.get("best"),
+        "final": {k: v for k, v in final.items() if isinstance(v, int | float) and not k.startswith("train_")},
+        "epochs": summary.get("epochs"),
+    }
+
+
+def _num_classes_in(checkpoint: Path, card: ModelCard) -> int | None:
+    """The class count of the checkpoint's classifier (for bare model names, whose default is 1000)."""
+    from visionzoo.models.weights import classifier_keys, read_state_dict
+
+    model = card.build_model()
+    keys = sorted(k for k in classifier_keys(model) if k.endswith("weight"))
+    state = read_state_dict(checkpoint)
+    return int(state[keys[0]].shape[0]) if keys and keys[0] in state else None
+
+
+def resolve_card(name: str, checkpoint: str | Path | None = None, img_size: int | None = None) -> ModelCard:
+    """The card of `name` (recipe or model) for `checkpoint`, from every source described in the module doc."""
+    recipe = _recipe_for(name)
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    run_dir = checkpoint.parent if checkpoint is not None else None
+    if run_dir is not None and (run_dir / "config.yaml").is_file():
+        recipe = _apply_run_config(recipe, run_dir / "config.yaml")
+    if img_size is not None:
+        if not isinstance(recipe, ClassificationRecipe):
+            raise VisionZooError(f"--img-size {img_size}: {recipe.model} takes features, not images")
+        recipe = recipe.replace(img_size=img_size)
+    card = card_from_recipe(recipe)
+    if checkpoint is not None and card_path(checkpoint).is_file():
+        shipped = read_card(card_path(checkpoint))
+        if shipped.model != card.model:
+            raise VisionZooError(f"{card_path(checkpoint)}: a card of {shipped.model}, not of {card.model}")
+        if img_size is not None:
+            shipped.input_shape, shipped.preprocessing["img_size"] = card.input_shape, img_size
+        shipped.export = {"checkpoint": str(checkpoint)}
+        return shipped
+    if card.task == "classification":
+        if isinstance(recipe, ClassificationRecipe) and recipe.dataset:
+            card.class_names = class_names_of_data(recipe.dataset, str(recipe.data))
+        if checkpoint is not None and not recipe.name:
+            found = _num_classes_in(checkpoint, card)
+            if found is not None:
+                card.model_kwargs["num_classes"] = found
+        classes = card.model_kwargs.get("num_classes")
+        if card.class_names is not None and len(card.class_names) != classes:
+            card.class_names = None  # names of another dataset than the one this classifier was trained on
+    if run_dir is not None and (run_dir / "summary.json").is_file():
+        card.metrics = _run_metrics(run_dir / "summary.json")
+    if checkpoint is not None:
+        card.export["checkpoint"] = str(checkpoint)
+    return card
