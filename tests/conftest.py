@@ -22,6 +22,15 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["VISIONZOO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small forwards and exports run faster on one thread; two threads per process on 2 shared cores spin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_tiny_cifar(root: Path, per_batch: int = 16, test: int = 32, seed: int = 0) -> Path:
     """A CIFAR-10-format dataset whose classes differ by colour, so a model can learn it in a few steps."""
     rng = np.random.default_rng(seed)

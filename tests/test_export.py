@@ -33,13 +33,7 @@ pytest.importorskip("onnxruntime")
 ZOO_MODELS = [name for name in list_models() if not name.startswith("tiny_test")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Exports and small forwards run faster on one thread than on two contended ones (2 shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_card(name: str) -> ModelCard:

@@ -30,13 +30,7 @@ MACS_224 = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """On the shared 2-core machine, two OpenMP threads contending with other processes run ~20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

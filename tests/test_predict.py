@@ -26,13 +26,7 @@ SHARED_ACTIVITYNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "
 CLASSES = ["apple", "banana", "cherry", "damson"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Exports and small forwards run faster on one thread than on two contended ones (2 shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cli(*argv: str) -> int:
