@@ -59,12 +59,18 @@ def read_batch(path: Path) -> dict[str, Any]:
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
-def load_split(root: Path, files: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Images [N, 32, 32, 3] uint8, labels [N] int64, class names, validated file by file."""
+def read_class_names(root: Path) -> list[str]:
+    """The class names of batches.meta, in label order."""
     meta = read_batch(root / META_FILE)
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get("label_names", [])]
     if not names:
         raise VisionZooError(f"{root / META_FILE}: no label_names")
+    return names
+
+
+def load_split(root: Path, files: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images [N, 32, 32, 3] uint8, labels [N] int64, class names, validated file by file."""
+    names = read_class_names(root)
     images, labels = [], []
     for name in files:
         batch = read_batch(root / name)

@@ -47,9 +47,9 @@ def make_digits(out: Path) -> Path:
     return out
 
 
-def digits_dir() -> Path:
-    """The digits dataset in the cache folder, made on first use."""
+def digits_dir(make: bool = True) -> Path:
+    """The digits dataset in the cache folder, made on first use (`make=False`: only where it would be)."""
     path = cache_dir() / "digits-cifar10"
-    if not (path / META_FILE).exists():
+    if make and not (path / META_FILE).exists():
         make_digits(path)
     return path

@@ -333,9 +333,12 @@ def make_imagefolder(
     return out
 
 
-def demo_imagefolder_dir() -> Path:
-    """The generated demo folder (10 classes, 80 train + 20 val images each, ~72 px) in the cache, made once."""
+def demo_imagefolder_dir(make: bool = True) -> Path:
+    """The generated demo folder (10 classes, 80 train + 20 val images each, ~72 px) in the cache, made once.
+
+    `make=False` only says where it would be.
+    """
     path = cache_dir() / f"imagefolder-demo-v{DEMO_VERSION}"
-    if not (path / "val").is_dir():
+    if make and not (path / "val").is_dir():
         make_imagefolder(path, **DEMO_SETTINGS)
     return path

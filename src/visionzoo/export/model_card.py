@@ -160,20 +160,16 @@ def class_names_of_data(dataset: str, data: str) -> list[str] | None:
 
     Read cheaply (the meta file, the train folder names); a demo dataset is never generated for this.
     """
-    from visionzoo.data.cache import cache_dir
-
     if dataset == "cifar10":
-        from visionzoo.data.cifar10 import META_FILE, read_batch
+        from visionzoo.data.cifar10 import META_FILE, read_class_names
+        from visionzoo.data.digits import digits_dir
 
-        root = cache_dir() / "digits-cifar10" if data == "digits" else Path(data)
-        if not (root / META_FILE).is_file():
-            return None
-        names = read_batch(root / META_FILE).get("label_names", [])
-        return [n.decode() if isinstance(n, bytes) else str(n) for n in names] or None
+        root = digits_dir(make=False) if data == "digits" else Path(data)
+        return read_class_names(root) if (root / META_FILE).is_file() else None
     if dataset == "imagefolder":
-        from visionzoo.data.imagefolder import DEMO_VERSION, find_classes
+        from visionzoo.data.imagefolder import demo_imagefolder_dir, find_classes
 
-        root = cache_dir() / f"imagefolder-demo-v{DEMO_VERSION}" if data == "imagefolder-demo" else Path(data)
+        root = demo_imagefolder_dir(make=False) if data == "imagefolder-demo" else Path(data)
         return find_classes(root / "train") or None if (root / "train").is_dir() else None
     return None
 
