@@ -78,14 +78,13 @@ def _has_state(run_dir: Path) -> bool:
     return any((run_dir / name).is_file() for name in (checkpoint.STATE_NAME, checkpoint.PREVIOUS_STATE_NAME))
 
 
-def _newest_run(recipe: Recipe, pattern: str = "*") -> Path | None:
+def _newest_run(recipe: Recipe, pattern: str = "*", with_state: bool = False) -> Path | None:
     """The newest run directory of `recipe` (names start with a timestamp) matching `pattern`."""
-    candidates = sorted(path for path in Path("runs", recipe.name).glob(pattern) if path.is_dir())
-    return candidates[-1] if candidates else None
-
-
-def _latest_run(recipe: Recipe) -> Path | None:
-    candidates = sorted(path for path in Path("runs", recipe.name).glob("*") if _has_state(path))
+    candidates = sorted(
+        path
+        for path in Path("runs", recipe.name).glob(pattern)
+        if path.is_dir() and (_has_state(path) or not with_state)
+    )
     return candidates[-1] if candidates else None
 
 
@@ -124,7 +123,9 @@ def _resolve_run_dir(recipe: Recipe, options: RunOptions) -> tuple[Path, Path | 
         return options.output, options.output if has_state else None
     if restarted and run_id is not None and (own := _newest_run(recipe, f"*-{run_id}")) is not None:
         return own, own if _has_state(own) else None
-    if (options.resume == "auto" or (restarted and run_id is None)) and (latest := _latest_run(recipe)) is not None:
+    if (options.resume == "auto" or (restarted and run_id is None)) and (
+        latest := _newest_run(recipe, with_state=True)
+    ) is not None:
         return latest, latest
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs", recipe.name, f"{stamp}-{run_id}" if run_id else stamp), None
