@@ -15,6 +15,15 @@ from visionzoo.models import is_model, register_model
 SHARED_ACTIVITYNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "activitynet"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The machine first (also under -q), so that a failure names the CPU and the kernels it happened on."""
+    from visionzoo.engine.hardware import machine
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"machine: {machine().describe()}")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     import os

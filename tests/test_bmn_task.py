@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from numerics import assert_close
 
 import visionzoo.models.bmn  # noqa: F401  (registers "bmn")
 from visionzoo.errors import VisionZooError
@@ -377,6 +378,7 @@ def predictions(seed: int, batch: int, temporal_scale: int):
     return conf_map, start, end
 
 
+@pytest.mark.numerics
 def test_loss_equals_reference_with_the_same_draws() -> None:
     temporal_scale = 100
     _, (iou_map, gt_start, gt_end) = random_batch(1, 4, temporal_scale)
@@ -393,7 +395,7 @@ def test_loss_equals_reference_with_the_same_draws() -> None:
     loss, terms = bmn_loss(conf_map, start, end, iou_map, gt_start, gt_end)
     ours = (loss, terms["tem_loss"], terms["pem_reg_loss"], terms["pem_cls_loss"])
     for mine, theirs in zip(ours, ref, strict=True):
-        torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=0)
+        assert_close(mine, theirs)
 
 
 def test_regression_keeps_a_band_smaller_than_the_high_one_whole() -> None:
@@ -403,9 +405,10 @@ def test_regression_keeps_a_band_smaller_than_the_high_one_whole() -> None:
     pred = torch.rand(1, 10, 10, generator=torch.Generator().manual_seed(0))
     used = gt > 0
     expected = 0.5 * ((pred - gt)[used] ** 2).mean()  # the reference would also take every other cell of the map
-    torch.testing.assert_close(pem_reg_loss(pred, gt, torch.ones(10, 10).triu()), expected)
+    assert_close(pem_reg_loss(pred, gt, torch.ones(10, 10).triu()), expected)
 
 
+@pytest.mark.numerics
 def test_loss_is_finite_without_positives() -> None:
     temporal_scale = 20
     conf_map, start, end = predictions(3, 2, temporal_scale)
@@ -416,16 +419,16 @@ def test_loss_is_finite_without_positives() -> None:
     assert math.isfinite(float(loss.detach())) and torch.isfinite(conf_map.grad).all()
     # the limits: TEM and cls become plain 0.5 * log losses on negatives, the regression term is 0
     expected_tem = sum(-torch.mean(0.5 * torch.log(1 - p.reshape(-1) + 1e-6)) for p in (start, end))
-    torch.testing.assert_close(terms["tem_loss"], expected_tem)
+    assert_close(terms["tem_loss"], expected_tem)
     mask = torch.ones(temporal_scale, temporal_scale).triu()
     expected_cls = -torch.sum(0.5 * torch.log(1 - conf_map[:, 1].detach() + 1e-6) * mask) / (2 * mask.sum())
-    torch.testing.assert_close(terms["pem_cls_loss"], expected_cls)
+    assert_close(terms["pem_cls_loss"], expected_cls)
     assert float(terms["pem_reg_loss"]) == 0.0
     # and with every anchor positive (no negative), still finite
     ones = torch.ones(2, temporal_scale)
     loss, terms = bmn_loss(conf_map, start, end, mask.expand(2, -1, -1), ones, ones)
     assert math.isfinite(float(loss))
-    torch.testing.assert_close(terms["tem_loss"], sum(-torch.mean(0.5 * torch.log(p + 1e-6)) for p in (start, end)))
+    assert_close(terms["tem_loss"], sum(-torch.mean(0.5 * torch.log(p + 1e-6)) for p in (start, end)))
 
 
 # ------------------------------------------------------------------------------------ inference, Soft-NMS
@@ -616,7 +619,7 @@ def test_task_train_and_eval_steps() -> None:
     loss, logs = task.train_step(model, batch)
     loss.backward()
     assert math.isfinite(float(loss)) and set(logs) == {"tem_loss", "pem_reg_loss", "pem_cls_loss"}
-    torch.testing.assert_close(loss.detach(), logs["tem_loss"] + 10 * logs["pem_reg_loss"] + logs["pem_cls_loss"])
+    assert_close(loss.detach(), logs["tem_loss"] + 10 * logs["pem_reg_loss"] + logs["pem_cls_loss"])
 
     segments = [np.array([[10.0, 60.0]]), np.array([[0.0, 20.0], [50.0, 99.0]]), np.array([[30.0, 31.0]])]
     task._val_names, task._val_segments, task._val_durations = ["a", "b", "c"], segments, [100.0, 100.0, 100.0]

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import yaml
 from conftest import TinyNet, make_tiny_cifar
+from numerics import FP32, normwise_error
 from safetensors.torch import load_file
 
 from visionzoo.engine.trainer import RunOptions, _resolve_run_dir, seed_everything, train
@@ -87,8 +88,9 @@ def _metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """The largest norm-wise relative difference over the tensors of two state dicts."""
     assert a.keys() == b.keys()
-    return max(float((a[k] - b[k]).abs().max()) for k in a)
+    return max(normwise_error(a[k], b[k]) for k in a)
 
 
 @pytest.fixture(scope="module")
@@ -113,12 +115,13 @@ def two_processes(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
+@pytest.mark.numerics
 def test_two_processes_equal_one_process_of_twice_the_batch(one_process: Path, two_processes: Path) -> None:
     seed_everything(SETTINGS["seed"])
     initial = {k: v.detach() for k, v in create_model(SETTINGS["model"], num_classes=10).state_dict().items()}
     single, double = _weights(one_process), _weights(two_processes)
     assert _max_difference(single, initial) > 1e-2, "training did not move the weights; the comparison means nothing"
-    assert _max_difference(single, double) < 1e-5
+    assert _max_difference(single, double) <= FP32  # the gradients are summed in another order, nothing else
 
     config = yaml.safe_load((two_processes / "config.yaml").read_text())
     assert (config["batch_size"], config["world_size"], config["global_batch_size"]) == (8, 2, 16)

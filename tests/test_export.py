@@ -49,6 +49,7 @@ def export_args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["export", *argv])
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", ZOO_MODELS)
 def test_every_model_matches_pytorch_in_onnxruntime_at_batch_1_and_3(name: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
@@ -72,6 +73,7 @@ def test_every_model_matches_pytorch_in_onnxruntime_at_batch_1_and_3(name: str, 
     assert stored.model_kwargs == card.model_kwargs  # the card, not the export-only bm_impl override
 
 
+@pytest.mark.numerics
 def test_fixed_batch_export_serves_any_batch_by_padding(tmp_path: Path) -> None:
     torch.manual_seed(0)
     card = small_card("cspdarknet53")
@@ -87,6 +89,7 @@ def test_fixed_batch_export_serves_any_batch_by_padding(tmp_path: Path) -> None:
     assert compare([expected], [got])[1] < RELATIVE_TOLERANCE
 
 
+@pytest.mark.numerics
 def test_dynamo_exporter_keeps_the_batch_dynamic(tmp_path: Path) -> None:
     torch.manual_seed(0)
     card = small_card("cspdarknet53")

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from numerics import assert_close
 
 import visionzoo.models.ghostnet  # noqa: F401  (registers the models)
 import visionzoo.models.resnet_bam  # noqa: F401
@@ -75,6 +76,7 @@ def test_bam_module_sizes(resnet50_bam: nn.Module) -> None:
         assert resnet50_bam.bam1(x).shape == x.shape
 
 
+@pytest.mark.numerics
 def test_bam_matches_reference_formula(resnet50_bam: nn.Module) -> None:
     """The code's attention: x * (1 + sigmoid(Mc * Ms)), Mc pooled with the reference's avg_pool2d(x, H)."""
     bam = resnet50_bam.bam2
@@ -83,7 +85,7 @@ def test_bam_matches_reference_formula(resnet50_bam: nn.Module) -> None:
         channel = bam.channel_att.gate_c(F.avg_pool2d(x, 14, stride=14).flatten(1))[:, :, None, None].expand_as(x)
         spatial = bam.spatial_att.gate_s(x).expand_as(x)
         expected = (1 + torch.sigmoid(channel * spatial)) * x
-        torch.testing.assert_close(bam(x), expected, rtol=1e-5, atol=1e-5)
+        assert_close(bam(x), expected)
 
 
 def test_ghostnet_state_dict_layout() -> None:

@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from visionzoo.engine.hardware import usable_cores
 from visionzoo.errors import VisionZooError
 
 
@@ -52,7 +53,7 @@ def setup(device_choice: str) -> DistInfo:
     if device.type == "cpu" and world_size > 1:
         # torchrun sets OMP_NUM_THREADS=1 per process; on CPU share the cores instead (VISIONZOO_NUM_THREADS wins).
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-        threads = int(os.environ.get("VISIONZOO_NUM_THREADS", 0)) or max(1, _usable_cores() // local_world)
+        threads = int(os.environ.get("VISIONZOO_NUM_THREADS", 0)) or max(1, usable_cores() // local_world)
         torch.set_num_threads(threads)
     return DistInfo(rank, world_size, local_rank, device)
 
@@ -67,13 +68,6 @@ def _init_process_group(backend: str, rank: int, world_size: int) -> None:
     store, _, _ = next(dist.rendezvous("env://", rank, world_size, timeout=timeout))
     store = dist.PrefixStore(f"visionzoo/attempt-{restart_count()}", store)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
-
-
-def _usable_cores() -> int:
-    """Cores this process may run on (a SLURM or container CPU set), not all the machine's."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def restart_count() -> int:
