@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from visionzoo.data.cifar10 import META_FILE, TEST_FILE, TRAIN_FILES, write_batch
-from visionzoo.models import is_model, register_model
+from visionzoo.models import ModelCfg, is_model, register_model
 
 SHARED_ACTIVITYNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "activitynet"
 
@@ -93,11 +93,6 @@ class TinyNet(nn.Module):
 
 if not is_model("tiny_test_net"):
 
-    @register_model
-    def tiny_test_net(pretrained: str | None = None, **kwargs) -> TinyNet:
-        from visionzoo.models.weights import load_weights
-
-        model = TinyNet(**kwargs)
-        if pretrained:
-            load_weights(model, pretrained)
-        return model
+    @register_model(ModelCfg(classifier="fc"))
+    def tiny_test_net(**kwargs) -> TinyNet:
+        return TinyNet(**kwargs)

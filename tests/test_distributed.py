@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 
 from visionzoo.engine.trainer import RunOptions, _resolve_run_dir, seed_everything, train
 from visionzoo.errors import VisionZooError
-from visionzoo.models import create_model, is_model, register_model
+from visionzoo.models import ModelCfg, create_model, is_model, register_model
 from visionzoo.recipes import get_recipe
 
 FAULT_ENV = "VISIONZOO_TEST_FAULT"
@@ -39,8 +39,8 @@ SETTINGS: dict[str, Any] = dict(
 
 if not is_model("tiny_test_net_nobn"):
 
-    @register_model
-    def tiny_test_net_nobn(pretrained: str | None = None, **kwargs: Any) -> TinyNet:
+    @register_model(ModelCfg(classifier="fc"))
+    def tiny_test_net_nobn(**kwargs: Any) -> TinyNet:
         """TinyNet without BatchNorm: per-rank batch statistics would make 2 x b differ from 1 x 2b on CPU,
         where PyTorch has no SyncBatchNorm."""
         model = TinyNet(**kwargs)

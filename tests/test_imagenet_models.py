@@ -3,6 +3,8 @@ in classifiers.md (computed layer by layer; they equal timm's and osmr/imgclsmob
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 import torch.nn as nn
@@ -130,7 +132,7 @@ def test_ghostnet_shapes_and_head() -> None:
         assert features.shape == (2, 960, 5, 4)
         assert model.forward_head(features).shape == (2, 1000)
         assert model.forward_head(features, pre_logits=True).shape == (2, 1280)
-    assert model.num_features == 960 and model.pretrained_cfg["classifier"] == "classifier"
+    assert model.num_features == 960 and model.pretrained_cfg.classifier == "classifier"
     small = create_model("ghostnet_050", num_classes=7, in_chans=1).eval()
     with torch.no_grad():
         assert small(torch.randn(2, 1, 64, 96)).shape == (2, 7)
@@ -154,7 +156,7 @@ def test_resnet_shapes(resnet50_bam: nn.Module) -> None:
         features = resnet50_bam.forward_features(torch.randn(2, 3, 96, 160))
         assert features.shape == (2, 2048, 3, 5)
         assert resnet50_bam.forward_head(features).shape == (2, 1000)
-    assert resnet50_bam.num_features == 2048 and resnet50_bam.pretrained_cfg["classifier"] == "fc"
+    assert resnet50_bam.num_features == 2048 and resnet50_bam.pretrained_cfg.classifier == "fc"
 
 
 @pytest.mark.parametrize(("name", "pre_logits_dim"), [("ghostnet_050", 1280), ("resnet50_bam", 2048)])
@@ -188,17 +190,19 @@ def test_authors_checkpoint_format_round_trip(name: str, tmp_path) -> None:
         assert torch.equal(model(x), loaded(x))
 
 
-def test_torchvision_resnet50_into_resnet50_bam(tmp_path, capsys) -> None:
+def test_torchvision_resnet50_into_resnet50_bam(tmp_path, caplog) -> None:
     plain = create_model("resnet50")
     _randomise_bn_statistics(plain)
     path = tmp_path / "resnet50.pth"
     torch.save(plain.state_dict(), path)
     torch.manual_seed(1)
     fresh = create_model("resnet50_bam")
-    capsys.readouterr()
     torch.manual_seed(1)
-    loaded = create_model("resnet50_bam", pretrained=str(path))
-    assert len(capsys.readouterr().out.strip().splitlines()) == 1
+    with caplog.at_level(logging.INFO, logger="visionzoo"):
+        loaded = create_model("resnet50_bam", pretrained=str(path))
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("visionzoo")] == [
+        "loaded a plain ResNet-50 into resnet50_bam: backbone from the file, BAM modules left at their init"
+    ]
     plain_state, fresh_state = plain.state_dict(), fresh.state_dict()
     for key, value in loaded.state_dict().items():
         expected = fresh_state[key] if key.startswith(("bam1.", "bam2.", "bam3.")) else plain_state[key]

@@ -224,6 +224,9 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from visionzoo.engine.progress import setup_logging
+
+    setup_logging()
     try:
         if argv and argv[0] in RECIPE_COMMANDS and len(argv) > 1 and not argv[1].startswith("-"):
             command, name, rest = argv[0], argv[1], argv[2:]

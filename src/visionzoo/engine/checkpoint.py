@@ -7,6 +7,7 @@ holds everything an exact resume needs and loads with `weights_only=True` (tenso
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import tempfile
@@ -19,6 +20,8 @@ import torch
 import yaml
 
 from visionzoo.errors import VisionZooError
+
+logger = logging.getLogger(__name__)
 
 STATE_NAME, PREVIOUS_STATE_NAME = "last.state.pt", "prev.state.pt"
 
@@ -81,12 +84,12 @@ def load_state(path: Path) -> dict[str, Any]:
 
 
 def load_latest_state(
-    run_dir: Path, warn: Callable[[str], None], check: Callable[[dict[str, Any], Path], None] | None = None
+    run_dir: Path, check: Callable[[dict[str, Any], Path], None] | None = None
 ) -> tuple[Path, dict[str, Any]] | None:
     """(path, state) of the newest usable state of a run directory; None when it holds none.
 
     A last state that does not load (truncated, not a state) or that `check` rejects (another model) is
-    reported through `warn` and the previous one is used; when neither is usable the last one's error is raised.
+    reported as a warning and the previous one is used; when neither is usable the last one's error is raised.
     """
     errors: list[VisionZooError] = []
     for name in (STATE_NAME, PREVIOUS_STATE_NAME):
@@ -101,7 +104,7 @@ def load_latest_state(
             errors.append(err)
             continue
         if errors:
-            warn(f"{errors[0]}; resuming from the previous checkpoint {path} instead")
+            logger.warning("%s; resuming from the previous checkpoint %s instead", errors[0], path)
         return path, state
     if errors:
         raise errors[0]

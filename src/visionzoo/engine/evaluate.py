@@ -11,7 +11,7 @@ from visionzoo.data.sampling import EvalSampler
 from visionzoo.engine import distributed
 from visionzoo.engine.precision import check_amp
 from visionzoo.engine.trainer import evaluate, make_loader
-from visionzoo.models.weights import load_weights
+from visionzoo.models.weights import load_checkpoint
 from visionzoo.recipes.base import Recipe
 from visionzoo.tasks import make_task
 
@@ -22,7 +22,7 @@ def evaluate_checkpoint(recipe: Recipe, checkpoint: Path, output: Path | None = 
         check_amp(recipe.amp, info.device)
         task = make_task(recipe)
         model = task.build_model()
-        load_weights(model, checkpoint)
+        load_checkpoint(model, checkpoint)
         model.to(info.device)
         if recipe.channels_last:
             model.to(memory_format=torch.channels_last)

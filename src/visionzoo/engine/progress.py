@@ -1,8 +1,13 @@
-"""What a person sees and what scripts read: a progress bar (or plain lines), metrics.jsonl, TensorBoard."""
+"""What a person sees and what scripts read: messages, a progress bar (or plain lines), metrics.jsonl, TensorBoard.
+
+Every module logs through `logging.getLogger(__name__)` (under "visionzoo"); the CLI installs one handler that
+writes the messages to stderr between progress-bar updates, warnings marked as such.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -10,9 +15,21 @@ from typing import Any
 
 from tqdm import tqdm
 
+logger = logging.getLogger(__name__)
 
-def log(message: str) -> None:
-    tqdm.write(message, file=sys.stderr)
+
+class _ConsoleHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "" if record.levelno < logging.WARNING else f"visionzoo: {record.levelname.lower()}: "
+        tqdm.write(prefix + record.getMessage(), file=sys.stderr)  # sys.stderr now, as tests capture it
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Show the package's messages on stderr (once per process, for the CLI; a library user configures logging)."""
+    package = logging.getLogger("visionzoo")
+    if not any(isinstance(handler, _ConsoleHandler) for handler in package.handlers):
+        package.addHandler(_ConsoleHandler())
+    package.setLevel(level)
 
 
 class EpochProgress:
@@ -35,7 +52,7 @@ class EpochProgress:
             elapsed = self.last_print - self.start
             eta = elapsed / max(1, self.done) * (self.total - self.done)
             shown = " ".join(f"{k} {v:.4g}" for k, v in fields.items())
-            log(f"{self.description} step {self.done}/{self.total} {shown} eta {eta:.0f}s")
+            logger.info("%s step %d/%d %s eta %.0fs", self.description, self.done, self.total, shown, eta)
 
     def close(self) -> None:
         if self.bar is not None:

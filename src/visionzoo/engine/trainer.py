@@ -6,6 +6,7 @@ It never imports a model or a dataset by name; the task says what a batch means.
 from __future__ import annotations
 
 import datetime
+import logging
 import math
 import random
 import signal
@@ -25,12 +26,14 @@ from visionzoo.engine import checkpoint, distributed
 from visionzoo.engine.distributed import DistInfo
 from visionzoo.engine.optim import ModelEMA, build_optimizer, effective_lr, lr_at
 from visionzoo.engine.precision import autocast, check_amp, grad_scaler
-from visionzoo.engine.progress import EpochProgress, MetricsWriter, log
+from visionzoo.engine.progress import EpochProgress, MetricsWriter
 from visionzoo.errors import VisionZooError
-from visionzoo.models.weights import load_weights
+from visionzoo.models.weights import load_checkpoint
 from visionzoo.recipes.base import Recipe
 from visionzoo.tasks import make_task
 from visionzoo.tasks.base import Task, batch_size_of
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -148,7 +151,7 @@ def _read_resume_state(source: Path, recipe: Recipe, world_size: int, model: nn.
         _check_compatible(state, recipe, world_size, model, path)
 
     if source.is_dir():
-        found = checkpoint.load_latest_state(source, log, check)
+        found = checkpoint.load_latest_state(source, check)
         if found is None:
             raise VisionZooError(f"{source}: no {checkpoint.STATE_NAME} to resume from")
         return found
@@ -237,10 +240,10 @@ def _train(recipe: Recipe, options: RunOptions, info: DistInfo) -> dict[str, Any
     model = task.build_model()
     run_dir, state = _agree_on_run(recipe, options, info, model)
     if options.finetune is not None and state is None:
-        dropped = load_weights(model, options.finetune, drop_mismatched_classifier=True)
+        dropped = load_checkpoint(model, options.finetune, adapt_classifier=True)
         if info.is_main:
-            message = f"dropped classifier {', '.join(dropped)} (shape differs)" if dropped else "all layers loaded"
-            log(f"finetune: weights from {options.finetune}; {message}")
+            message = f"all but the classifier ({', '.join(dropped)})" if dropped else "all layers loaded"
+            logger.info(f"finetune: weights from {options.finetune}; {message}")
     model.to(info.device)
     if recipe.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -283,7 +286,9 @@ def _train(recipe: Recipe, options: RunOptions, info: DistInfo) -> dict[str, Any
         if not info.is_main:  # the saved partial-epoch sums are those of all ranks; rank 0 carries them on
             progress_state.update(epoch_sums={}, epoch_samples=0)
         if info.is_main:
-            log(f"resumed {run_dir} at epoch {state['epoch'] + 1}, step {state['epoch_step']} of {steps_per_epoch}")
+            logger.info(
+                f"resumed {run_dir} at epoch {state['epoch'] + 1}, step {state['epoch_step']} of {steps_per_epoch}"
+            )
 
     config = recipe.to_dict() | {
         "world_size": info.world_size,
@@ -295,7 +300,7 @@ def _train(recipe: Recipe, options: RunOptions, info: DistInfo) -> dict[str, Any
     if info.is_main:
         checkpoint.write_yaml(run_dir / "config.yaml", config)
         writer.rewrite(progress_state["history"])
-        log(
+        logger.info(
             f"{recipe.name}: {len(train_set)} train / {len(val_set)} val samples, {steps_per_epoch} steps/epoch, "
             f"global batch {config['global_batch_size']}, lr {base_lr:g}, {info.device}, amp {recipe.amp}, "
             f"{info.world_size} process(es) -> {run_dir}"
@@ -394,7 +399,7 @@ def _train(recipe: Recipe, options: RunOptions, info: DistInfo) -> dict[str, Any
                     if interrupted:
                         bar.close()
                         if info.is_main:
-                            log(
+                            logger.info(
                                 f"stopped at epoch {epoch + 1} step {progress_state['epoch_step']}; state saved in "
                                 f"{run_dir} (continue with --resume auto --output {run_dir})"
                             )
@@ -425,7 +430,7 @@ def _train(recipe: Recipe, options: RunOptions, info: DistInfo) -> dict[str, Any
                 if improved:
                     checkpoint.save_weights(run_dir / "best.safetensors", weights, meta)
                 writer.append(record)
-                log(_epoch_line(record))
+                logger.info(_epoch_line(record))
     finally:
         stop.restore()
         if writer is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,8 @@ if TYPE_CHECKING:  # torch and the model code load only when a command runs, not
 
     from visionzoo.export.model_card import ModelCard
     from visionzoo.recipes.base import Recipe
+
+logger = logging.getLogger(__name__)
 
 RUNTIMES = ("torch", "onnxruntime")
 
@@ -99,7 +102,7 @@ def run_predict(args: argparse.Namespace) -> int:
         files = predict.expand_inputs(inputs, lambda name: name.lower().endswith(".csv"), "feature CSV files")
         durations, in_seconds = predict.video_durations(files, args.duration_second, args.video_info)
         if not in_seconds:
-            predict.warn("no --duration-second or --video-info: segments are fractions of the feature span (0..1)")
+            logger.warning("no --duration-second or --video-info: segments are fractions of the feature span (0..1)")
         results = predict.predict_proposals(card, runtime, files, durations, args.batch_size)
         for video, found in results.items():
             best = ", ".join(f"[{p['segment'][0]:.2f}, {p['segment'][1]:.2f}] {p['score']:.3f}" for p in found[:3])

@@ -27,7 +27,6 @@ from visionzoo.recipes.base import ClassificationRecipe, ProposalRecipe, Recipe
 
 CARD_FORMAT = "visionzoo-model-card-v1"
 ONNX_CARD_KEY = "visionzoo.card"  # metadata_props key of the card JSON in exported ONNX files
-PROPOSAL_MODELS = ("bmn",)  # registered models of the proposals task; every other model is a classifier
 
 
 @dataclass
@@ -65,9 +64,9 @@ class ModelCard:
 
         model = create_model(self.model, **(self.model_kwargs | overrides))
         if pretrained is not None:
-            from visionzoo.models.weights import load_weights
+            from visionzoo.models.weights import load_checkpoint
 
-            load_weights(model, pretrained)
+            load_checkpoint(model, pretrained)
         return model.eval()
 
 
@@ -132,15 +131,25 @@ def card_from_recipe(recipe: Recipe) -> ModelCard:
 
 
 def _recipe_for(name: str) -> Recipe:
-    """A recipe by name, or the defaults of a bare model name (ImageNet classifier; BMN's ProposalRecipe)."""
-    from visionzoo.models import is_model
+    """A recipe by name, or the defaults of a bare model name, from its registered configuration."""
+    from visionzoo.models import is_model, model_cfg
     from visionzoo.recipes import get_recipe, list_recipes
 
     if any(r.name == name for r in list_recipes()):
         return get_recipe(name)
     if not is_model(name):
         raise VisionZooError(f"{name!r}: neither a recipe nor a registered model (see visionzoo recipes / models)")
-    return ProposalRecipe(model=name) if name in PROPOSAL_MODELS else ClassificationRecipe(model=name)
+    cfg = model_cfg(name)
+    if cfg.task == "proposals":
+        return ProposalRecipe(model=name)
+    return ClassificationRecipe(
+        model=name,
+        img_size=cfg.input_size[-1],
+        crop_pct=cfg.crop_pct,
+        interpolation=cfg.interpolation,
+        mean=list(cfg.mean),
+        std=list(cfg.std),
+    )
 
 
 def _apply_run_config(recipe: Recipe, config_file: Path) -> Recipe:

@@ -13,7 +13,6 @@ import csv
 import json
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -288,7 +287,3 @@ def latency_stats(times: list[float], batch: int) -> dict[str, float]:
         "ms_per_item_p90": p90,
         "items_per_sec": batch * len(times) / sum(times),
     }
-
-
-def warn(message: str) -> None:
-    print(f"visionzoo: {message}", file=sys.stderr)

@@ -6,21 +6,21 @@ loads as is. Map layout [start, end] (cell [s, e], s <= e, is the proposal [s/T,
 confidence map is the regression score, channel 1 the classification score.
 
 What differs from the reference is how the boundary-matching layer is computed, never its result:
-- The reference multiplies features by a dense [T, N*T*T] sample mask (98.5% zeros) into a [B, 256, N, T, T]
-  tensor (5.2 GB at B=16, T=100) that the Conv3d then reduces. Both are linear, so we contract the Conv3d weight
-  with the features first (Z[b,o,n,t] = sum_c W[o,c,n] x[b,c,t], [B, 512, N*T]) and then apply the sample weights,
-  only for the T(T+1)/2 valid cells. Invalid cells (s > e) see an all-zero mask in the reference, so their Conv3d
-  output is exactly the bias; we reproduce that.
+- The reference multiplies features by a dense [T, N*T*T] sample mask (98.5 % zeros) into a [B, 256, N, T, T]
+  tensor that the Conv3d then reduces. Both are linear, so we contract the Conv3d weight with the features
+  first (Z[b,o,n,t] = sum_c W[o,c,n] x[b,c,t], [B, 512, N*T]) and then apply the sample weights, only for the
+  T(T+1)/2 valid cells. Invalid cells (s > e) see an all-zero mask in the reference, so their Conv3d output is
+  exactly the bias; we reproduce that.
 - The sample weights are built vectorised (same float64 operations in the same order as the reference's python
   loops, then float32) and kept as non-persistent buffers: they are a function of the hyper-parameters, not
-  learned, and the reference's 128 MB `sample_mask` parameter is dropped from its checkpoints on load.
+  learned, and the reference's `sample_mask` parameter is dropped from its checkpoints on load.
 
-`bm_impl` picks the formulation: "sparse" (CSR sample matrix, 479k nonzeros at T=100: fastest in fp32 on CPU,
-where CSR kernels have no bf16), "matmul" (the same reordering as one dense GEMM with a [N*T, cells] matrix: no
-sparse tensors, so it exports to ONNX, and under bf16 autocast it is ~5x faster than CSR on AMX), "auto" (the
-default: "matmul" under autocast, "sparse" otherwise) and "dense" (the reference's formulation, for
-checking). The 2-D head runs on a channels-last map (faster oneDNN convs), so the
-confidence map comes out channels-last; values and shape are the reference's.
+`bm_impl` picks the formulation of that product: "sparse" (a CSR sample matrix; CSR kernels have no bf16),
+"matmul" (the same product as one dense GEMM with a [N*T, cells] matrix: bf16 runs on the matrix units, and it
+has ONNX operators), "auto" (the default: "matmul" under autocast and when exported, "sparse" otherwise) and
+"dense" (the reference's own formulation, for checking). docs/bmn.md has their speeds. The 2-D head runs on a
+channels-last map (faster oneDNN convs), so the confidence map comes out channels-last; values and shape are
+the reference's.
 
 timm-style API: `forward_features` gives the base features, `forward_head` the three outputs from them. There is
 no classifier to reset, so `reset_classifier` / `get_classifier` are not provided.
@@ -29,15 +29,14 @@ no classifier to reset, so `reset_classifier` / `get_classifier` are not provide
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from visionzoo.errors import VisionZooError
-from visionzoo.models.registry import register_model
-from visionzoo.models.weights import load_weights
+from visionzoo.models.registry import ModelCfg, register_model
+from visionzoo.models.weights import StateDict
 
 BM_IMPLS = ("auto", "sparse", "matmul", "dense")
 
@@ -87,8 +86,8 @@ def bm_sample_weights(
 class _SparseSample(torch.autograd.Function):
     """y[b] = S^T @ z[b]^T for z [B, O, N*T] and sparse S [N*T, cells]: [B, cells, O], the channels-last map.
 
-    CSR kernels run per sample (its O columns stay in cache while the kernel walks the nonzeros: about 2.5x
-    faster than one call over the batch) and in float32 whatever the autocast dtype: CPU CSR has no bfloat16.
+    CSR kernels run per sample (its O columns stay in cache while the kernel walks the nonzeros, faster than
+    one call over the batch) and in float32 whatever the autocast dtype: CPU CSR has no bfloat16.
     """
 
     @staticmethod
@@ -208,39 +207,59 @@ class BMN(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.forward_head(self.forward_features(x))
 
+    def _formulation(self, x: torch.Tensor) -> str:
+        """The chosen `bm_impl`; "auto" takes the GEMM under autocast (matrix units) and in exports (ONNX ops)."""
+        if self.bm_impl != "auto":
+            return self.bm_impl
+        exporting = torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting() or torch.jit.is_tracing()
+        return "matmul" if exporting or torch.is_autocast_enabled(x.device.type) else "sparse"
+
     def _boundary_matching(self, x: torch.Tensor) -> torch.Tensor:
         """BM layer + Conv3d + ReLU: [B, 256, T] -> [B, 512, T, T]."""
+        formulation = self._formulation(x)
+        if formulation == "dense":
+            return self._bm_dense(x)
+        z = self._conv3d_weight_first(x)
+        if formulation == "matmul":
+            return self._bm_matmul(z)
+        return self._bm_sparse(z)
+
+    def _bm_dense(self, x: torch.Tensor) -> torch.Tensor:
+        """The reference: features x dense sample mask -> [B, 256, N, T, T] -> Conv3d over N."""
         batch, t_scale = x.shape[0], self.temporal_scale
+        sampled = torch.matmul(x, self.sample_mask).reshape(batch, x.shape[1], self.num_sample, t_scale, t_scale)
+        return self.x_3d_p(sampled).squeeze(2)
+
+    def _conv3d_weight_first(self, x: torch.Tensor) -> torch.Tensor:
+        """Z[b, o, n*T + t] = sum_c W[o, c, n] x[b, c, t]: the Conv3d weight [O, C, N, 1, 1] applied first."""
         conv = self.x_3d_p[0]
-        if self.bm_impl == "dense":
-            sampled = torch.matmul(x, self.sample_mask).reshape(batch, x.shape[1], self.num_sample, t_scale, t_scale)
-            return self.x_3d_p(sampled).squeeze(2)
-        # [O, C, N, 1, 1] -> [O*N, C]: Z[b, o, n*T + t] = sum_c W[o, c, n] x[b, c, t]
         weight = conv.weight.squeeze(-1).squeeze(-1).permute(0, 2, 1).reshape(-1, x.shape[1])
-        z = torch.matmul(weight, x).reshape(batch, conv.out_channels, -1)
-        if self.bm_impl == "matmul" or (self.bm_impl == "auto" and torch.is_autocast_enabled(x.device.type)):
-            # One GEMM [B*O, N*T] x [N*T, cells]: dense but 5x faster than CSR under bf16 (AMX / tensor cores).
-            valid = torch.matmul(z.reshape(-1, z.shape[-1]), self.weights_dense).reshape(batch, z.shape[1], -1)
-            bias = conv.bias.to(valid.dtype)[:, None]
-            full = torch.relu(bias).expand(batch, -1, t_scale * t_scale).index_copy(2, self.cells, valid + bias)
-            full = torch.relu(full).reshape(batch, -1, t_scale, t_scale)
-            return full.contiguous(memory_format=torch.channels_last)
+        return torch.matmul(weight, x).reshape(x.shape[0], conv.out_channels, -1)
+
+    def _bm_matmul(self, z: torch.Tensor) -> torch.Tensor:
+        """The sample weights as one dense GEMM [B*O, N*T] x [N*T, cells], then the map with invalid cells = bias."""
+        batch, t_scale, bias = z.shape[0], self.temporal_scale, self.x_3d_p[0].bias
+        valid = torch.matmul(z.reshape(-1, z.shape[-1]), self.weights_dense).reshape(batch, z.shape[1], -1)
+        bias = bias.to(valid.dtype)[:, None]
+        full = torch.relu(bias).expand(batch, -1, t_scale * t_scale).index_copy(2, self.cells, valid + bias)
+        full = torch.relu(full).reshape(batch, -1, t_scale, t_scale)
+        return full.contiguous(memory_format=torch.channels_last)
+
+    def _bm_sparse(self, z: torch.Tensor) -> torch.Tensor:
+        """The sample weights as CSR products, scattered into a channels-last [B, T*T, O] map (invalid = bias)."""
+        batch, t_scale, bias = z.shape[0], self.temporal_scale, self.x_3d_p[0].bias
         valid = _SparseSample.apply(z, self.weights_t_csr, self.weights_csr)
-        # Scatter the valid cells into a channels-last [B, T*T, O] map; invalid cells keep only the Conv3d bias.
-        full = valid.new_zeros(batch, t_scale * t_scale, conv.out_channels).index_copy(1, self.cells, valid)
-        full = torch.relu(full + conv.bias.to(full.dtype))
+        full = valid.new_zeros(batch, t_scale * t_scale, z.shape[1]).index_copy(1, self.cells, valid)
+        full = torch.relu(full + bias.to(full.dtype))
         return full.reshape(batch, t_scale, t_scale, -1).permute(0, 3, 1, 2)
 
 
-def _reference_keys(state: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+def _reference_keys(state: StateDict, model: nn.Module) -> StateDict:
     """JJBOY's and the Ascend port's checkpoints: same names once `module.` is stripped, plus the frozen mask."""
     return {k: v for k, v in state.items() if k != "sample_mask"}
 
 
-@register_model
-def bmn(pretrained: str | None = None, **kwargs) -> BMN:
+@register_model(ModelCfg(task="proposals", input_size=(400, 100), checkpoint_filter=_reference_keys))
+def bmn(**kwargs) -> BMN:
     """BMN, JJBOY a92c1d7 configuration (4,978,564 parameters at feat_dim=400)."""
-    model = BMN(**kwargs)
-    if pretrained:
-        load_weights(model, pretrained, filter_fn=_reference_keys)
-    return model
+    return BMN(**kwargs)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from visionzoo.models.registry import register_model
-from visionzoo.models.weights import load_pretrained
+from visionzoo.models.registry import ModelCfg, register_model
 
 _STAGES = (  # (out_chs, depth, expand_ratio, bottle_ratio, block_ratio), timm's cspdarknet53 config
     (64, 1, 2.0, 0.5, 1.0),
@@ -108,26 +107,14 @@ class CspDarknet(nn.Module):
         self.drop_rate = drop_rate
         self.stem = nn.Sequential()
         self.stem.add_module("conv1", ConvNormAct(in_chans, 32, 3))
-        stages, prev_chs, reduction = [], 32, 1
-        self.feature_info = []
+        stages, prev_chs = [], 32
         for index, (out_chs, depth, expand, bottle, block) in enumerate(_STAGES):
             stride = 1 if (small_input and index == 0) else 2
-            reduction *= stride
             stages.append(CrossStage(prev_chs, out_chs, stride, depth, expand, bottle, block))
-            self.feature_info.append({"num_chs": out_chs, "reduction": reduction, "module": f"stages.{index}"})
             prev_chs = out_chs
         self.stages = nn.Sequential(*stages)
         self.num_features = prev_chs
         self.head = ClassifierHead(prev_chs, num_classes, drop_rate)
-        self.pretrained_cfg = {
-            "input_size": (3, 32, 32) if small_input else (3, 256, 256),
-            "crop_pct": 0.887,
-            "interpolation": "bilinear",
-            "mean": (0.485, 0.456, 0.406),
-            "std": (0.229, 0.224, 0.225),
-            "first_conv": "stem.conv1.conv",
-            "classifier": "head.fc",
-        }
         self._init_weights(zero_init_last)
 
     def _init_weights(self, zero_init_last: bool) -> None:
@@ -163,9 +150,7 @@ class CspDarknet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_model
-def cspdarknet53(pretrained: str | None = None, **kwargs) -> CspDarknet:
-    model = CspDarknet(**kwargs)
-    if pretrained:
-        load_pretrained(model, pretrained)
-    return model
+@register_model(ModelCfg(input_size=(3, 256, 256), crop_pct=0.887, first_conv="stem.conv1.conv", classifier="head.fc"))
+def cspdarknet53(**kwargs) -> CspDarknet:
+    """timm's configuration: 256x256 ImageNet input, crop 0.887."""
+    return CspDarknet(**kwargs)

@@ -14,8 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from visionzoo.models.registry import register_model
-from visionzoo.models.weights import load_pretrained
+from visionzoo.models.registry import ModelCfg, register_model
 
 # One inner list per `blocks.i` group: (dw kernel, expansion channels, out channels, SE ratio, stride).
 _CFGS: tuple[tuple[tuple[int, int, int, float, int], ...], ...] = (
@@ -175,38 +174,23 @@ class GhostNet(nn.Module):
         self.act1 = nn.ReLU(inplace=True)
 
         stages: list[nn.Module] = []
-        self.feature_info = [{"num_chs": stem_chs, "reduction": 2, "module": "act1"}]
-        prev_chs, reduction = stem_chs, 2
-        for index, group in enumerate(_CFGS):
+        prev_chs = stem_chs
+        for group in _CFGS:
             layers = []
             for kernel, exp_chs, out_chs, se_ratio, stride in group:
                 out_chs = make_divisible(out_chs * width, 4)
                 mid_chs = make_divisible(exp_chs * width, 4)
                 layers.append(GhostBottleneck(prev_chs, mid_chs, out_chs, kernel, stride, se_ratio=se_ratio))
                 prev_chs = out_chs
-                reduction *= stride
             stages.append(nn.Sequential(*layers))
-            self.feature_info.append({"num_chs": prev_chs, "reduction": reduction, "module": f"blocks.{index}"})
         last_chs = make_divisible(_CFGS[-1][-1][1] * width, 4)
         stages.append(nn.Sequential(ConvBnAct(prev_chs, last_chs, 1)))
-        self.feature_info.append({"num_chs": last_chs, "reduction": reduction, "module": f"blocks.{len(_CFGS)}"})
         self.blocks = nn.Sequential(*stages)
 
         self.num_features = last_chs
-        self.head_hidden_size = _HEAD_CHANNELS
         self.conv_head = nn.Conv2d(last_chs, _HEAD_CHANNELS, 1, bias=True)
         self.act2 = nn.ReLU(inplace=True)
         self.classifier = nn.Linear(_HEAD_CHANNELS, num_classes) if num_classes > 0 else nn.Identity()
-        self.pretrained_cfg = {
-            "input_size": (in_chans, 224, 224),
-            "pool_size": (7, 7),
-            "crop_pct": 0.875,  # the reference's validate.py: Resize(256) + CenterCrop(224)
-            "interpolation": "bilinear",
-            "mean": (0.485, 0.456, 0.406),
-            "std": (0.229, 0.224, 0.225),
-            "first_conv": "conv_stem",
-            "classifier": "classifier",
-        }
 
     def get_classifier(self) -> nn.Module:
         return self.classifier
@@ -228,23 +212,20 @@ class GhostNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _create_ghostnet(width: float, pretrained: str | None, **kwargs) -> GhostNet:
-    model = GhostNet(width=width, **kwargs)
-    if pretrained:
-        load_pretrained(model, pretrained)
-    return model
+# The reference's validate.py evaluates with Resize(256) + CenterCrop(224).
+_CFG = ModelCfg(crop_pct=0.875, first_conv="conv_stem", classifier="classifier")
 
 
-@register_model
-def ghostnet_050(pretrained: str | None = None, **kwargs) -> GhostNet:
-    return _create_ghostnet(0.5, pretrained, **kwargs)
+@register_model(_CFG)
+def ghostnet_050(**kwargs) -> GhostNet:
+    return GhostNet(width=0.5, **kwargs)
 
 
-@register_model
-def ghostnet_100(pretrained: str | None = None, **kwargs) -> GhostNet:
-    return _create_ghostnet(1.0, pretrained, **kwargs)
+@register_model(_CFG)
+def ghostnet_100(**kwargs) -> GhostNet:
+    return GhostNet(width=1.0, **kwargs)
 
 
-@register_model
-def ghostnet_130(pretrained: str | None = None, **kwargs) -> GhostNet:
-    return _create_ghostnet(1.3, pretrained, **kwargs)
+@register_model(_CFG)
+def ghostnet_130(**kwargs) -> GhostNet:
+    return GhostNet(width=1.3, **kwargs)

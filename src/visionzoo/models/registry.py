@@ -1,23 +1,58 @@
-"""Model registry in the timm style: `@register_model` on a factory function, `create_model(name, ...)`."""
+"""Model registry in the timm style: `@register_model(cfg)` on a factory function, `create_model(name, ...)`.
+
+Every model is built and loaded the same way: the factory only constructs the module, `create_model` attaches
+the model's configuration and loads `pretrained` through `weights.load_checkpoint`, the one loading function
+that every command also uses, with the model's own key mapping for other projects' checkpoints.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch.nn as nn
 
 from visionzoo.errors import VisionZooError
+from visionzoo.models.weights import CheckpointFilter, load_checkpoint
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register a factory under its function name; the factory takes `pretrained` and model kwargs."""
-    if fn.__name__ in _MODELS:
-        raise ValueError(f"model {fn.__name__!r} registered twice")
-    _MODELS[fn.__name__] = fn
-    return fn
+@dataclass(frozen=True)
+class ModelCfg:
+    """What a model takes and how its weights map, beside the weights themselves (timm's `pretrained_cfg`).
+
+    Read by the model card of a bare model name (its input and preprocessing) and by `load_checkpoint` (the
+    key mapping of the reference's checkpoints).
+    """
+
+    task: str = "classification"  # classification | proposals
+    input_size: tuple[int, ...] = (3, 224, 224)  # one item: [3, H, W] images, [feat_dim, T] BMN features
+    crop_pct: float = 0.875
+    interpolation: str = "bilinear"
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    first_conv: str = ""
+    classifier: str = ""
+    checkpoint_filter: CheckpointFilter | None = None  # maps another project's key layout onto ours
+
+
+Factory = Callable[..., nn.Module]
+_MODELS: dict[str, tuple[Factory, ModelCfg]] = {}
+
+
+def register_model(cfg: ModelCfg) -> Callable[[Factory], Factory]:
+    """Register a factory (which takes the model's kwargs) under its function name, with its configuration."""
+
+    def register(fn: Factory) -> Factory:
+        if fn.__name__ in _MODELS:
+            raise ValueError(f"model {fn.__name__!r} registered twice")
+        _MODELS[fn.__name__] = (fn, cfg)
+        return fn
+
+    return register
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -29,8 +64,21 @@ def is_model(name: str) -> bool:
     return name in _MODELS
 
 
-def create_model(name: str, pretrained: str | None = None, **kwargs) -> nn.Module:
-    """Build a registered model; `pretrained` is a local weights file (safetensors or a PyTorch checkpoint)."""
+def model_cfg(name: str) -> ModelCfg:
     if name not in _MODELS:
         raise VisionZooError(f"unknown model {name!r}; available: {', '.join(list_models())}")
-    return _MODELS[name](pretrained=pretrained, **kwargs)
+    return _MODELS[name][1]
+
+
+def create_model(name: str, pretrained: str | Path | None = None, **kwargs) -> nn.Module:
+    """Build a registered model; `pretrained` is a local weights file (safetensors or a PyTorch checkpoint).
+
+    A classifier trained for another number of classes is replaced by a fresh one (said in one line), as
+    timm does; every other mismatch is an error naming the file.
+    """
+    cfg = model_cfg(name)
+    model = _MODELS[name][0](**kwargs)
+    model.pretrained_cfg = cfg
+    if pretrained:
+        load_checkpoint(model, pretrained, adapt_classifier=True)
+    return model

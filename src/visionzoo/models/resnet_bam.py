@@ -13,12 +13,16 @@ backbone names are torchvision's), so the authors' checkpoints and torchvision R
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from visionzoo.models.registry import register_model
-from visionzoo.models.weights import StateDict, load_pretrained
+from visionzoo.models.registry import ModelCfg, register_model
+from visionzoo.models.weights import StateDict
+
+logger = logging.getLogger(__name__)
 
 _LAYERS = (3, 4, 6, 3)
 _EXPANSION = 4
@@ -112,30 +116,15 @@ class ResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        inplanes = 64
-        self.feature_info = [{"num_chs": 64, "reduction": 4, "module": "maxpool"}]
-        for index, (planes, blocks) in enumerate(zip((64, 128, 256, 512), _LAYERS, strict=True), start=1):
-            stride = 1 if index == 1 else 2
-            self.add_module(f"layer{index}", self._make_layer(inplanes, planes, blocks, stride))
-            inplanes = planes * _EXPANSION
-            module = f"layer{index}"
-            if bam and index < 4:
-                self.add_module(f"bam{index}", BAM(inplanes))
-                module = f"bam{index}"
-            self.feature_info.append({"num_chs": inplanes, "reduction": 2 ** (index + 1), "module": module})
-        self.has_bam = bam
-        self.num_features = inplanes
-        self.fc = nn.Linear(inplanes, num_classes) if num_classes > 0 else nn.Identity()
-        self.pretrained_cfg = {
-            "input_size": (in_chans, 224, 224),
-            "pool_size": (7, 7),
-            "crop_pct": 0.875,  # both references evaluate with Resize(256) + CenterCrop(224)
-            "interpolation": "bilinear",
-            "mean": (0.485, 0.456, 0.406),
-            "std": (0.229, 0.224, 0.225),
-            "first_conv": "conv1",
-            "classifier": "fc",
-        }
+        self.layer1 = self._make_layer(64, 64, _LAYERS[0], stride=1)
+        self.bam1 = BAM(256) if bam else None
+        self.layer2 = self._make_layer(256, 128, _LAYERS[1], stride=2)
+        self.bam2 = BAM(512) if bam else None
+        self.layer3 = self._make_layer(512, 256, _LAYERS[2], stride=2)
+        self.bam3 = BAM(1024) if bam else None
+        self.layer4 = self._make_layer(1024, 512, _LAYERS[3], stride=2)
+        self.num_features = 512 * _EXPANSION
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         if bam:
             self._init_weights_bam_reference()
         else:
@@ -183,11 +172,11 @@ class ResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        for index in range(1, 5):
-            x = getattr(self, f"layer{index}")(x)
-            if self.has_bam and index < 4:
-                x = getattr(self, f"bam{index}")(x)
-        return x
+        for layer, bam in ((self.layer1, self.bam1), (self.layer2, self.bam2), (self.layer3, self.bam3)):
+            x = layer(x)
+            if bam is not None:
+                x = bam(x)
+        return self.layer4(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)
@@ -213,24 +202,23 @@ def _filter_checkpoint(state: StateDict, model: nn.Module) -> StateDict:
     counters = {k for k in own if k.endswith("num_batches_tracked")}
     backbone = {k for k in own if not _is_bam_key(k)}
     same_shapes = all(state[k].shape == own[k].shape for k in backbone & set(state) if not k.startswith("fc."))
-    if getattr(model, "has_bam", False) and set(state) - counters == backbone - counters and same_shapes:
+    if getattr(model, "bam1", None) is not None and set(state) - counters == backbone - counters and same_shapes:
         state = {**state, **{k: own[k] for k in own if _is_bam_key(k)}}
-        print("loaded a plain ResNet-50 into resnet50_bam: backbone from the file, BAM modules left at their init")
+        logger.info(
+            "loaded a plain ResNet-50 into resnet50_bam: backbone from the file, BAM modules left at their init"
+        )
     return state
 
 
-def _create_resnet(bam: bool, pretrained: str | None, **kwargs) -> ResNet:
-    model = ResNet(bam=bam, **kwargs)
-    if pretrained:
-        load_pretrained(model, pretrained, filter_fn=_filter_checkpoint)
-    return model
+# Both references evaluate with Resize(256) + CenterCrop(224).
+_CFG = ModelCfg(crop_pct=0.875, first_conv="conv1", classifier="fc", checkpoint_filter=_filter_checkpoint)
 
 
-@register_model
-def resnet50(pretrained: str | None = None, **kwargs) -> ResNet:
-    return _create_resnet(False, pretrained, **kwargs)
+@register_model(_CFG)
+def resnet50(**kwargs) -> ResNet:
+    return ResNet(bam=False, **kwargs)
 
 
-@register_model
-def resnet50_bam(pretrained: str | None = None, **kwargs) -> ResNet:
-    return _create_resnet(True, pretrained, **kwargs)
+@register_model(_CFG)
+def resnet50_bam(**kwargs) -> ResNet:
+    return ResNet(bam=True, **kwargs)

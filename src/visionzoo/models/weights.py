@@ -5,8 +5,8 @@ Nothing here unpickles arbitrary objects: safetensors, or `torch.load(weights_on
 
 from __future__ import annotations
 
+import logging
 import pickle
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -15,7 +15,10 @@ import torch.nn as nn
 
 from visionzoo.errors import VisionZooError
 
+logger = logging.getLogger(__name__)
+
 StateDict = dict[str, torch.Tensor]
+CheckpointFilter = Callable[[StateDict, nn.Module], StateDict]
 _CONTAINER_KEYS = ("state_dict", "model", "state_dict_ema", "model_state")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -76,29 +79,31 @@ def classifier_keys(model: nn.Module) -> set[str]:
     return set()
 
 
-def load_weights(
-    model: nn.Module,
-    path: str | Path,
-    filter_fn: Callable[[StateDict, nn.Module], StateDict] | None = None,
-    drop_mismatched_classifier: bool = False,
-) -> list[str]:
-    """Load a weights file strictly; returns the classifier keys dropped because their shape differed.
+def load_checkpoint(model: nn.Module, path: str | Path, adapt_classifier: bool = False) -> list[str]:
+    """Load a weights file into `model` strictly; the one way every command and `create_model` load weights.
 
-    `filter_fn` maps another project's key layout onto ours. Any other mismatch means the file
-    belongs to another model, and the error says which keys differ. Missing BN counters are filled in.
+    The model's own key mapping (`pretrained_cfg.checkpoint_filter`, set by `create_model`) turns the reference
+    projects' layouts into ours first, and missing BN counters are filled in. With `adapt_classifier` (what
+    `create_model(pretrained=...)` and `--finetune` do) a classifier of another shape is replaced by the model's
+    fresh one, said in one line, and its keys are returned. Any other mismatch means the file belongs to
+    another model: the error names the file and the keys that differ.
     """
     state = read_state_dict(path)
-    if filter_fn is not None:
-        state = filter_fn(state, model)
+    checkpoint_filter = getattr(getattr(model, "pretrained_cfg", None), "checkpoint_filter", None)
+    if checkpoint_filter is not None:
+        state = checkpoint_filter(state, model)
     own = model.state_dict()
     # BN step counters are bookkeeping, not weights; files saved before PyTorch 0.4.1 lack them.
     state = {k: own[k] for k in own if k.endswith("num_batches_tracked") and k not in state} | state
     dropped: list[str] = []
-    if drop_mismatched_classifier:
+    if adapt_classifier:
         for key in classifier_keys(model):
             if key in state and state[key].shape != own[key].shape:
                 dropped.append(key)
                 state[key] = own[key]
+        if dropped:
+            classes = getattr(model, "num_classes", "?")
+            logger.info("%s: its classifier has another number of classes; kept a fresh %s-way one", path, classes)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
@@ -112,13 +117,3 @@ def load_weights(
         raise VisionZooError(f"{path}: weights do not fit {name} ({'; '.join(parts)})")
     model.load_state_dict(state, strict=True)
     return dropped
-
-
-def load_pretrained(
-    model: nn.Module, path: str | Path, filter_fn: Callable[[StateDict, nn.Module], StateDict] | None = None
-) -> None:
-    """What `create_model(name, pretrained=path)` does for every classifier: load strictly, except that a
-    classifier trained for another number of classes is replaced by a fresh one (said in one line)."""
-    if load_weights(model, path, filter_fn, drop_mismatched_classifier=True):
-        classes = getattr(model, "num_classes", "?")
-        print(f"{path}: its classifier has another number of classes; kept a fresh {classes}-way one", file=sys.stderr)

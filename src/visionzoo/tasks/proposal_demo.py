@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from visionzoo.errors import VisionZooError
-from visionzoo.models.weights import load_weights
+from visionzoo.models.weights import load_checkpoint
 from visionzoo.recipes import get_recipe
 from visionzoo.tasks import anet_eval
 from visionzoo.tasks.proposals import ProposalTask
@@ -26,7 +26,7 @@ def run_demo(recipe_name: str, checkpoint: Path, data: str, video: str | None, o
     recipe = get_recipe(recipe_name).replace(data=data)
     task = ProposalTask(recipe)
     model = task.build_model()
-    load_weights(model, checkpoint)
+    load_checkpoint(model, checkpoint)
     model.eval()
     _, val_set = task.build_datasets()
     names = [v.name for v in val_set.videos]
