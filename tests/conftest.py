@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +30,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    import os
-
     os.environ["VISIONZOO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
 
 
@@ -38,6 +40,28 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def preempted_after(steps: int) -> Iterator[None]:
+    """SIGTERM this process during its training step `steps`: the run saves after that step and stops, as a
+    preempted job does (classification tasks)."""
+    from visionzoo.tasks.classification import ClassificationTask
+
+    original, calls = ClassificationTask.train_step, 0
+
+    def train_step(self: ClassificationTask, model: nn.Module, batch: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == steps:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, model, batch)
+
+    ClassificationTask.train_step = train_step
+    try:
+        yield
+    finally:
+        ClassificationTask.train_step = original
 
 
 def make_tiny_cifar(root: Path, per_batch: int = 16, test: int = 32, seed: int = 0) -> Path:

@@ -9,6 +9,7 @@ on torchrun's first attempt only. The fault lives here, not in the library.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -20,11 +21,13 @@ import pytest
 import torch
 import torch.nn as nn
 import yaml
-from conftest import TinyNet, make_tiny_cifar
+from conftest import TinyNet, make_tiny_cifar, preempted_after
 from numerics import FP32, normwise_error
 from safetensors.torch import load_file
 
-from visionzoo.engine.trainer import RunOptions, _resolve_run_dir, seed_everything, train
+from visionzoo.engine.rng import seed_everything
+from visionzoo.engine.run_dir import RunOptions, resolve_run_dir
+from visionzoo.engine.trainer import train
 from visionzoo.errors import VisionZooError
 from visionzoo.models import ModelCfg, create_model, is_model, register_model
 from visionzoo.recipes import get_recipe
@@ -173,14 +176,15 @@ def _swap_in_another_model(path: Path) -> None:
 
 @pytest.mark.parametrize(("spoil", "reason"), [(_truncate, "cannot resume"), (_swap_in_another_model, "do not fit")])
 def test_unusable_last_state_is_reported_and_the_previous_one_used(
-    data: Path, one_process: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], spoil: Any, reason: str
+    data: Path, one_process: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, spoil: Any, reason: str
 ) -> None:
     run_dir, recipe = tmp_path / "run", _recipe(data, batch_size=16, save_every_steps=2)
-    train(recipe, RunOptions(output=run_dir, interrupt_after_steps=7))  # states at steps 6 (prev) and 7 (last)
+    with preempted_after(7):  # states at steps 6 (prev) and 7 (last)
+        train(recipe, RunOptions(output=run_dir))
     spoil(run_dir / "last.state.pt")
-    capsys.readouterr()
-    train(recipe, RunOptions(output=run_dir, resume="auto"))
-    err = capsys.readouterr().err
+    with caplog.at_level(logging.INFO, logger="visionzoo"):
+        train(recipe, RunOptions(output=run_dir, resume="auto"))
+    err = caplog.text
     assert reason in err and "previous checkpoint" in err and "epoch 2, step 1 of 5" in err
     assert _max_difference(_weights(run_dir), _weights(one_process)) == 0.0
 
@@ -192,11 +196,11 @@ def test_a_restart_continues_only_its_own_job(data: Path, tmp_path: Path, monkey
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-1")
     train(recipe, RunOptions(output=run_dir))
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
-    assert _resolve_run_dir(recipe, RunOptions(output=run_dir)) == (run_dir, run_dir)
+    assert resolve_run_dir(recipe, RunOptions(output=run_dir)) == (run_dir, run_dir)
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-2")
     with pytest.raises(VisionZooError, match="already holds a run"):
-        _resolve_run_dir(recipe, RunOptions(output=run_dir))
-    assert _resolve_run_dir(recipe, RunOptions(output=run_dir, resume="auto")) == (run_dir, run_dir)
+        resolve_run_dir(recipe, RunOptions(output=run_dir))
+    assert resolve_run_dir(recipe, RunOptions(output=run_dir, resume="auto")) == (run_dir, run_dir)
 
 
 def _install_fault(plan: str) -> None:

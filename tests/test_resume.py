@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import preempted_after
 from safetensors.torch import load_file
 
 from visionzoo.engine.trainer import RunOptions, train
@@ -34,7 +35,8 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("stop_after", [5, 7], ids=["at-epoch-end", "mid-epoch"])
 def test_resume_is_bitwise_exact(tiny_cifar: Path, tmp_path: Path, stop_after: int) -> None:
     straight = train(_recipe(tiny_cifar), RunOptions(output=tmp_path / "straight"))
-    stopped = train(_recipe(tiny_cifar), RunOptions(output=tmp_path / "split", interrupt_after_steps=stop_after))
+    with preempted_after(stop_after):
+        stopped = train(_recipe(tiny_cifar), RunOptions(output=tmp_path / "split"))
     assert stopped["interrupted"]
     resumed = train(_recipe(tiny_cifar), RunOptions(output=tmp_path / "split", resume="auto"))
 
@@ -49,7 +51,8 @@ def test_resume_is_bitwise_exact(tiny_cifar: Path, tmp_path: Path, stop_after: i
 def test_dropout_rng_and_ema_state_resume_exactly(tiny_cifar: Path, tmp_path: Path) -> None:
     changes = dict(drop_rate=0.3, ema_decay=0.9, epochs=1)
     train(_recipe(tiny_cifar, **changes), RunOptions(output=tmp_path / "a"))
-    train(_recipe(tiny_cifar, **changes), RunOptions(output=tmp_path / "b", interrupt_after_steps=2))
+    with preempted_after(2):
+        train(_recipe(tiny_cifar, **changes), RunOptions(output=tmp_path / "b"))
     train(_recipe(tiny_cifar, **changes), RunOptions(output=tmp_path / "b", resume="auto"))
     a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     assert all(torch.equal(a[k], b[k]) for k in a)

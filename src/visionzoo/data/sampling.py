@@ -7,11 +7,12 @@ or split over N processes, sees exactly the data an uninterrupted single-process
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 SampleKey = tuple[int, int]
 
@@ -70,3 +71,24 @@ class EvalSampler(Sampler[SampleKey]):
     def __iter__(self) -> Iterator[SampleKey]:
         for index in range(self.begin, self.end):
             yield index, 0
+
+
+def make_loader(
+    dataset: Dataset,
+    sampler: Sampler[SampleKey],
+    batch_size: int,
+    workers: int,
+    collate: Callable[[list[Any]], Any],
+    pin_memory: bool = False,
+) -> DataLoader:
+    """The loader draws its worker seeds from a generator of its own, leaving the global RNG (dropout) alone."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        persistent_workers=workers > 0,
+        pin_memory=pin_memory,
+        generator=torch.Generator(),
+    )

@@ -11,7 +11,7 @@ import torch
 
 from visionzoo.engine.distributed import resolve_device
 from visionzoo.engine.flops import count_macs, count_params
-from visionzoo.engine.optim import build_optimizer, effective_lr
+from visionzoo.engine.optim import ModelEMA, build_optimizer, effective_lr, optimizer_step
 from visionzoo.engine.precision import autocast, check_amp, grad_scaler
 from visionzoo.recipes.base import Recipe
 from visionzoo.tasks import make_task
@@ -46,18 +46,12 @@ def bench(recipe: Recipe, mode: str, steps: int = 10, warmup: int = 3) -> dict[s
         model.train()
         optimizer = build_optimizer(model, recipe, effective_lr(recipe, 1))
         scaler = grad_scaler(recipe.amp, device)
+        ema = ModelEMA(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
 
-        def step() -> None:
+        def step() -> None:  # the training step as the trainer runs it (clipping, scaler, EMA included)
             with autocast(recipe.amp, device):
                 loss, _ = task.train_step(model, batch)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            optimizer_step(loss, model, optimizer, scaler, recipe.clip_grad, ema)
     else:
         model.eval()
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 
@@ -24,6 +22,7 @@ from visionzoo.errors import VisionZooError
 logger = logging.getLogger(__name__)
 
 STATE_NAME, PREVIOUS_STATE_NAME = "last.state.pt", "prev.state.pt"
+STATE_FORMAT = "visionzoo-state-v1"
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -78,7 +77,7 @@ def load_state(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure means this file cannot be resumed from
         raise VisionZooError(f"{path}: cannot resume from it ({type(err).__name__}: {str(err)[:200]})") from None
-    if not isinstance(state, dict) or state.get("format") != "visionzoo-state-v1":
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise VisionZooError(f"{path}: not a visionzoo training state")
     return state
 
@@ -109,23 +108,3 @@ def load_latest_state(
     if errors:
         raise errors[0]
     return None
-
-
-def capture_rng() -> dict[str, Any]:
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-        "python": random.getstate(),
-    }
-
-
-def restore_rng(rng: dict[str, Any]) -> None:
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    name, keys, pos, has_gauss, gauss = rng["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = rng["python"]
-    random.setstate((version, tuple(internal), gauss_next))

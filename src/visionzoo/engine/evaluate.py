@@ -1,4 +1,4 @@
-"""`visionzoo eval`: a checkpoint's metrics on the recipe's validation set, through the training engine's code."""
+"""Evaluation: one pass over a validation loader (used after each training epoch) and `visionzoo eval`."""
 
 from __future__ import annotations
 
@@ -6,17 +6,41 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
 
-from visionzoo.data.sampling import EvalSampler
+from visionzoo.data.sampling import EvalSampler, make_loader
 from visionzoo.engine import distributed
-from visionzoo.engine.precision import check_amp
-from visionzoo.engine.trainer import evaluate, make_loader
+from visionzoo.engine.distributed import DistInfo
+from visionzoo.engine.precision import autocast, check_amp
 from visionzoo.models.weights import load_checkpoint
 from visionzoo.recipes.base import Recipe
 from visionzoo.tasks import make_task
+from visionzoo.tasks.base import Task
+
+
+def eval_loader(task: Task, dataset: Any, recipe: Recipe, info: DistInfo) -> DataLoader:
+    """Each validation item exactly once over all ranks."""
+    sampler = EvalSampler(len(dataset), info.rank, info.world_size)
+    batch_size = recipe.eval_batch_size or recipe.batch_size
+    return make_loader(dataset, sampler, batch_size, recipe.workers, task.collate, info.device.type == "cuda")
+
+
+@torch.no_grad()
+def evaluate(task: Task, model: nn.Module, loader: DataLoader, info: DistInfo, recipe: Recipe) -> dict[str, Any]:
+    """The task's metrics over the whole loader, merged over ranks; the model's train/eval mode is restored."""
+    was_training = model.training
+    model.eval()
+    task.eval_begin()
+    with autocast(recipe.amp, info.device):
+        for batch in loader:
+            task.eval_step(model, task.to_device(batch, info.device, recipe.channels_last))
+    model.train(was_training)
+    return task.eval_end(lambda obj: distributed.gather_objects(info, obj))
 
 
 def evaluate_checkpoint(recipe: Recipe, checkpoint: Path, output: Path | None = None) -> dict[str, Any]:
+    """`visionzoo eval`: a checkpoint's metrics on the recipe's validation set, and the task's output files."""
     info = distributed.setup(recipe.device)
     try:
         check_amp(recipe.amp, info.device)
@@ -27,11 +51,7 @@ def evaluate_checkpoint(recipe: Recipe, checkpoint: Path, output: Path | None = 
         if recipe.channels_last:
             model.to(memory_format=torch.channels_last)
         _, val_set = task.build_datasets()
-        sampler = EvalSampler(len(val_set), info.rank, info.world_size)
-        loader = make_loader(
-            task, val_set, sampler, recipe.eval_batch_size or recipe.batch_size, recipe.workers, info.device
-        )
-        metrics = evaluate(task, model, loader, info, recipe)
+        metrics = evaluate(task, model, eval_loader(task, val_set, recipe, info), info, recipe)
         write_outputs = getattr(task, "write_eval_outputs", None)
         if write_outputs is not None and info.is_main:
             metrics |= write_outputs(output or checkpoint.parent)

@@ -1,4 +1,4 @@
-"""Optimizers, the learning-rate schedule and the EMA of weights.
+"""Optimizers, the optimizer step, the learning-rate schedule and the EMA of weights.
 
 The schedule is a pure function of the global step, so resuming needs only the step to be exact.
 """
@@ -60,6 +60,35 @@ def lr_at(recipe: Recipe, base_lr: float, step: int, steps_per_epoch: int) -> fl
             return recipe.min_lr
         return recipe.min_lr + 0.5 * (base_lr - recipe.min_lr) * (1.0 + math.cos(math.pi * progress))
     raise VisionZooError(f"--sched {recipe.sched}: expected constant, step, multistep or cosine")
+
+
+def optimizer_step(
+    loss: torch.Tensor,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+    clip_grad: float | None = None,
+    ema: ModelEMA | None = None,
+) -> None:
+    """Backward, gradient clipping (of unscaled gradients under fp16), step, scaler update, EMA.
+
+    The one step that training runs and `bench` times.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if clip_grad:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    if ema is not None:
+        ema.update(model)
 
 
 class ModelEMA:

@@ -28,7 +28,6 @@ class Task(Protocol):
 
     recipe: Recipe
     sample_unit: str  # what one sample is, for speeds shown to people: "images", "videos"
-    final_metrics: tuple[str, ...]  # evaluation metrics printed in the final block
 
     def build_model(self) -> nn.Module:
         """The recipe's model, with `recipe.pretrained` loaded when set."""
@@ -53,6 +52,9 @@ class Task(Protocol):
 
     def eval_end(self, gather: Gather) -> dict[str, float]:
         """Metrics over the whole evaluation set; `gather` merges the ranks' accumulators."""
+
+    def final_lines(self, final: dict[str, Any]) -> list[str]:
+        """The result lines of the seeds' closing block, from the last epoch's record."""
 
     def example_batch(self, batch_size: int) -> Batch:
         """A synthetic CPU batch of the real shapes, for `bench` and export."""

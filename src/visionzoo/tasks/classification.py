@@ -50,7 +50,6 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]
 
 class ClassificationTask:
     sample_unit = "images"
-    final_metrics = ("top1", "top5", "eval_loss")
 
     def __init__(self, recipe: ClassificationRecipe) -> None:
         self.recipe = recipe
@@ -120,6 +119,10 @@ class ClassificationTask:
             "eval_images": total["count"],
             "eval_skipped_images": total["skipped"],
         }
+
+    def final_lines(self, final: dict[str, Any]) -> list[str]:
+        lines = [f"Final Train Accuracy : {final['train_top1'] / 100:.4f}"] if "train_top1" in final else []
+        return lines + [f"{key} : {final[key]:.4f}" for key in ("top1", "top5", "eval_loss") if key in final]
 
     def example_batch(self, batch_size: int) -> Batch:
         size = self.recipe.img_size

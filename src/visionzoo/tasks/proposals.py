@@ -177,7 +177,6 @@ def pad_segments(segments: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tens
 
 class ProposalTask:
     sample_unit = "videos"
-    final_metrics = ("AR@1", "AR@5", "AR@10", "AR@100", "AUC", "loss")
 
     def __init__(self, recipe: ProposalRecipe) -> None:
         self.recipe = recipe
@@ -280,6 +279,10 @@ class ProposalTask:
         json_path = anet_eval.write_proposals(directory / "proposals.json", self.last_results)
         plot_path = anet_eval.plot_ar_an(self.last_curve, directory / "ar_an.png", title=self.recipe.name)
         return {"proposals_file": str(json_path), "ar_an_plot": str(plot_path)}
+
+    def final_lines(self, final: dict[str, Any]) -> list[str]:
+        keys = ("AR@1", "AR@5", "AR@10", "AR@100", "AUC", "loss")
+        return [f"{key} : {final[key]:.4f}" for key in keys if key in final]
 
     def example_batch(self, batch_size: int) -> Batch:
         r = self.recipe
