@@ -18,7 +18,7 @@ from report import markdown_table, write_section  # benchmarks/ is on sys.path w
 
 import visionzoo.models.bmn  # noqa: F401  (registers "bmn")
 from visionzoo.models import create_model
-from visionzoo.tasks import anet_eval
+from visionzoo.tasks import anet_metrics, postprocess
 
 VIDEOS = 4728
 T = 100
@@ -27,7 +27,7 @@ SHARED_ACTIVITYNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "
 
 def ground_truth(videos: int, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], list[float], str]:
     if SHARED_ACTIVITYNET.is_dir():
-        truth = anet_eval.load_ground_truth(SHARED_ACTIVITYNET)
+        truth = anet_metrics.load_ground_truth(SHARED_ACTIVITYNET)
         names = list(truth.segments)[:videos]
         return {n: truth.segments[n] for n in names}, [truth.durations[n] for n in names], "real validation GT"
     durations = rng.uniform(10, 240, videos).tolist()
@@ -63,7 +63,7 @@ def main() -> None:
     truth, durations, truth_kind = ground_truth(VIDEOS, rng)
     names = list(truth)
     begin = time.perf_counter()
-    anet_eval.grid_decay_factors(T, 0.4, 0.5, 0.9)
+    postprocess.grid_decay_factors(T, 0.4, 0.5, 0.9)
     seconds["Soft-NMS table (once)"] = time.perf_counter() - begin
     seconds["score_candidates"] = seconds["Soft-NMS + top 100 + seconds"] = 0.0
     found = {}
@@ -71,15 +71,15 @@ def main() -> None:
         count = min(args.chunk, VIDEOS - first)
         conf_map, start, end = torch.rand(count, 2, T, T), torch.rand(count, T), torch.rand(count, T)
         begin = time.perf_counter()
-        scores = anet_eval.score_candidates(start, end, conf_map)
+        scores = postprocess.score_candidates(start, end, conf_map)
         seconds["score_candidates"] += time.perf_counter() - begin
         begin = time.perf_counter()
-        results = anet_eval.post_process(scores, durations[first : first + count], T)
+        results = postprocess.post_process(scores, durations[first : first + count], T)
         seconds["Soft-NMS + top 100 + seconds"] += time.perf_counter() - begin
         for name, proposals in zip(names[first : first + count], results, strict=True):
             found[name] = np.array([[*p["segment"], p["score"]] for p in proposals])
     begin = time.perf_counter()
-    metrics = anet_eval.evaluate_proposals(truth, found)
+    metrics = anet_metrics.evaluate_proposals(truth, found)
     seconds["AR@AN evaluation"] = time.perf_counter() - begin
 
     total = sum(seconds.values())

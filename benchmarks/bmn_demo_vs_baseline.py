@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import markdown_table, write_section  # noqa: E402
 
 from visionzoo.data.activitynet import demo_data_dir, load_annotations, select_subset  # noqa: E402
-from visionzoo.tasks import anet_eval  # noqa: E402
+from visionzoo.tasks import anet_metrics, postprocess  # noqa: E402
 
 KEYS = ("AR@1", "AR@5", "AR@10", "AR@100", "AUC")
 
@@ -26,12 +26,12 @@ def baseline_metrics(root: Path) -> dict[str, float]:
     videos = select_subset(load_annotations(root), "validation")
     truth, found = {}, {}
     for video in videos:
-        name = anet_eval.video_id(video.name)
-        duration = anet_eval.reference_duration(video.duration_second, video.duration_frame)
+        name = postprocess.video_id(video.name)
+        duration = postprocess.reference_duration(video.duration_second, video.duration_frame)
         truth[name] = video.segments
-        proposals = anet_eval.sliding_window_proposals(duration)
+        proposals = postprocess.sliding_window_proposals(duration)
         found[name] = np.array([[*p["segment"], p["score"]] for p in proposals], dtype=np.float64)
-    return anet_eval.evaluate_proposals(truth, found, 100)
+    return anet_metrics.evaluate_proposals(truth, found, 100)
 
 
 def main() -> None:

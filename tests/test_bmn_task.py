@@ -9,6 +9,7 @@ here changed: pandas is replaced by lists (with a stable sort where pandas sorts
 from __future__ import annotations
 
 import json
+import logging
 import math
 import warnings
 from pathlib import Path
@@ -20,10 +21,12 @@ import torch.nn.functional as F
 from numerics import assert_close
 
 import visionzoo.models.bmn  # noqa: F401  (registers "bmn")
+from visionzoo.data.activitynet import VideoRecord
 from visionzoo.errors import VisionZooError
 from visionzoo.recipes.base import ProposalRecipe
-from visionzoo.tasks import anet_eval
-from visionzoo.tasks.proposals import ProposalTask, bmn_loss, bmn_targets, pad_segments, pem_reg_loss
+from visionzoo.tasks import anet_metrics, postprocess
+from visionzoo.tasks.bmn_loss import bmn_loss, bmn_targets, pem_reg_loss
+from visionzoo.tasks.proposals import ProposalTask, pad_segments
 
 SHARED_ACTIVITYNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "activitynet"
 TIOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -437,8 +440,8 @@ def test_loss_is_finite_without_positives() -> None:
 def test_score_candidates_equals_reference_loops() -> None:
     temporal_scale = 12
     conf_map, start, end = predictions(4, 2, temporal_scale)
-    scores = anet_eval.score_candidates(start, end, conf_map)
-    segments = anet_eval.candidate_segments(temporal_scale)
+    scores = postprocess.score_candidates(start, end, conf_map)
+    segments = postprocess.candidate_segments(temporal_scale)
     assert scores.shape == (2, temporal_scale * (temporal_scale - 1) // 2) and scores.dtype == torch.float32
     for v in range(2):
         ref = ref_candidates(start[v].numpy(), end[v].numpy(), conf_map[v, 1].numpy(), conf_map[v, 0].numpy(), 12)
@@ -455,7 +458,7 @@ def test_soft_nms_equals_reference_on_random_candidates() -> None:
     scores[0, 10:20] = scores[0, 3]  # ties: equal initial scores
     segments[1, 30] = segments[1, 31]  # a duplicate box
     scores[2, 70:] = np.nan  # a video with only 70 candidates: keeps 69
-    kept_segments, kept_scores = anet_eval.soft_nms(segments, scores, alpha=0.4, low=0.5, high=0.9)
+    kept_segments, kept_scores = postprocess.soft_nms(segments, scores, alpha=0.4, low=0.5, high=0.9)
     for v in range(videos):
         present = ~np.isnan(scores[v])
         xmin, xmax, score = (list(segments[v, present, 0]), list(segments[v, present, 1]), list(scores[v, present]))
@@ -469,11 +472,11 @@ def test_soft_nms_equals_reference_on_random_candidates() -> None:
 def test_soft_nms_on_the_grid_equals_reference() -> None:
     temporal_scale = 24  # 276 candidates
     conf_map, start, end = predictions(6, 2, temporal_scale)
-    scores = anet_eval.score_candidates(start, end, conf_map).double().numpy()
+    scores = postprocess.score_candidates(start, end, conf_map).double().numpy()
     scores[1, 40:60] = scores[1, 5]  # ties after the float32 product
-    segments = anet_eval.candidate_segments(temporal_scale)
-    factors = anet_eval.grid_decay_factors(temporal_scale, 0.4, 0.5, 0.9)
-    kept, kept_scores = anet_eval.soft_nms_select(scores, factors)
+    segments = postprocess.candidate_segments(temporal_scale)
+    factors = postprocess.grid_decay_factors(temporal_scale, 0.4, 0.5, 0.9)
+    kept, kept_scores = postprocess.soft_nms_select(scores, factors)
     for v in range(2):
         rscore, rstart, rend = ref_soft_nms(list(segments[:, 0]), list(segments[:, 1]), list(scores[v]), 0.4, 0.5, 0.9)
         assert np.array_equal(kept_scores[v], rscore)
@@ -484,9 +487,9 @@ def test_post_process_equals_reference_seconds_and_order() -> None:
     temporal_scale = 30
     conf_map, start, end = predictions(7, 1, temporal_scale)
     info = {"duration_second": 123.45, "duration_frame": 3701, "feature_frame": 3712}
-    duration = anet_eval.reference_duration(info["duration_second"], info["duration_frame"])
+    duration = postprocess.reference_duration(info["duration_second"], info["duration_frame"])
     assert duration == 3696 / 3701 * 123.45  # duration_frame // 16 * 16, not feature_frame
-    ours = anet_eval.post_process(anet_eval.score_candidates(start, end, conf_map), [duration], temporal_scale)[0]
+    ours = postprocess.post_process(postprocess.score_candidates(start, end, conf_map), [duration], temporal_scale)[0]
     props = ref_candidates(start[0].numpy(), end[0].numpy(), conf_map[0, 1].numpy(), conf_map[0, 0].numpy(), 30)
     ref = ref_video_post_process(props, info)
     assert len(ours) == len(ref) == 100
@@ -495,15 +498,15 @@ def test_post_process_equals_reference_seconds_and_order() -> None:
 
 
 def test_proposals_json_format(tmp_path: Path) -> None:
-    results = {anet_eval.video_id("v_abc-123_xY"): [{"score": 0.5, "segment": [1.0, 2.5]}]}
-    path = anet_eval.write_proposals(tmp_path / "out" / "proposals.json", results)
+    results = {postprocess.video_id("v_abc-123_xY"): [{"score": 0.5, "segment": [1.0, 2.5]}]}
+    path = postprocess.write_proposals(tmp_path / "out" / "proposals.json", results)
     data = json.loads(path.read_text())
     assert data == {
         "version": "VERSION 1.3",
         "results": {"abc-123_xY": [{"score": 0.5, "segment": [1.0, 2.5]}]},
         "external_data": {},
     }
-    loaded = anet_eval.load_proposals(path)
+    loaded = postprocess.load_proposals(path)
     assert np.array_equal(loaded["abc-123_xY"], [[1.0, 2.5, 0.5]])
 
 
@@ -537,18 +540,19 @@ def as_rows(truth, found):
 def test_evaluation_equals_toolkit(seed: int) -> None:
     truth, found = random_ground_truth_and_proposals(seed)
     ref, ref_recall = ref_metrics(*as_rows(truth, found))
-    ours = anet_eval.evaluate_proposals(truth, found)
+    ours = anet_metrics.evaluate_proposals(truth, found)
     for key in ("AR@1", "AR@5", "AR@10", "AR@100", "AUC"):
         assert ours[key] == ref[key], key
     assert np.array_equal(np.array(ours["curve"]["recall"]), ref_recall)
     assert 0 < ours["AR@1"] < ours["AR@100"] < 100
 
 
-def test_video_without_proposals_counts_as_found_nothing() -> None:
+def test_video_without_proposals_counts_as_found_nothing(caplog: pytest.LogCaptureFixture) -> None:
     truth, found = random_ground_truth_and_proposals(2, videos=10)
     del found["vid3"]
-    with pytest.warns(UserWarning, match="1 of 10 ground-truth videos have no proposals"):
-        ours = anet_eval.evaluate_proposals(truth, found)
+    with caplog.at_level(logging.WARNING, logger="visionzoo"):
+        ours = anet_metrics.evaluate_proposals(truth, found)
+    assert "1 of 10 ground-truth videos have no proposals" in caplog.text
     found["vid3"] = np.zeros((0, 3))  # the toolkit's own empty-video branch (unreachable there: KeyError first)
     ref, _ = ref_metrics(*as_rows(truth, found))
     assert all(ours[key] == ref[key] for key in ref)
@@ -563,11 +567,11 @@ def test_ground_truth_database_json_and_cli_entry(tmp_path: Path) -> None:
     }
     gt_path = tmp_path / "gt.json"
     gt_path.write_text(json.dumps({"version": "VERSION 1.3", "taxonomy": [], "database": database}))
-    truth = anet_eval.load_ground_truth(gt_path)
+    truth = anet_metrics.load_ground_truth(gt_path)
     assert list(truth.segments) == ["a1", "c3"] and truth.durations == {"a1": 50.0, "c3": 20.0}
     results = {"a1": [{"score": 0.9, "segment": [1.0, 9.0]}], "c3": [{"score": 0.8, "segment": [0.0, 20.0]}]}
-    proposals_path = anet_eval.write_proposals(tmp_path / "p.json", results)
-    metrics = anet_eval.run_eval_proposals(gt_path, proposals_path, plot=tmp_path / "curve.png")
+    proposals_path = postprocess.write_proposals(tmp_path / "p.json", results)
+    metrics = anet_metrics.evaluate_proposals_file(gt_path, proposals_path, plot=tmp_path / "curve.png")
     # a1 found exactly (tIoU 1); c3's whole-video proposal has tIoU 0.5, found only at threshold 0.5
     assert metrics["AR@100"] == pytest.approx(100 * (10 + 1) / 20)
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -576,28 +580,28 @@ def test_ground_truth_database_json_and_cli_entry(tmp_path: Path) -> None:
 def test_bad_files_raise_one_line_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    for call in (lambda: anet_eval.load_proposals(bad), lambda: anet_eval.load_ground_truth(bad)):
+    for call in (lambda: postprocess.load_proposals(bad), lambda: anet_metrics.load_ground_truth(bad)):
         with pytest.raises(VisionZooError, match="not valid JSON"):
             call()
     bad.write_text(json.dumps({"results": {"a": [{"segment": [1.0], "score": 1}]}}))
     with pytest.raises(VisionZooError, match="video a: entry 0"):
-        anet_eval.load_proposals(bad)
+        postprocess.load_proposals(bad)
     with pytest.raises(VisionZooError, match="not an ActivityNet ground truth"):
-        anet_eval.load_ground_truth(bad)
+        anet_metrics.load_ground_truth(bad)
 
 
 @pytest.mark.skipif(not SHARED_ACTIVITYNET.is_dir(), reason="real ActivityNet annotations not present")
 def test_real_validation_ground_truth_and_sliding_window_baseline() -> None:
-    truth = anet_eval.load_ground_truth(SHARED_ACTIVITYNET)
+    truth = anet_metrics.load_ground_truth(SHARED_ACTIVITYNET)
     assert len(truth.segments) == 4728
     assert sum(len(s) for s in truth.segments.values()) == 7293  # the reference's activity_net_1_3_new.json
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         found = {
-            name: np.array([[*p["segment"], p["score"]] for p in anet_eval.sliding_window_proposals(duration)])
+            name: np.array([[*p["segment"], p["score"]] for p in postprocess.sliding_window_proposals(duration)])
             for name, duration in truth.durations.items()
         }
-        metrics = anet_eval.evaluate_proposals(truth.segments, found)
+        metrics = anet_metrics.evaluate_proposals(truth.segments, found)
     assert all(len(p) == 100 for p in found.values()) and found["--1DO2V4K74"][0, :2].tolist() == [0.0, 211.53]
     assert 0 < metrics["AUC"] < 67.1  # knows nothing but durations: well below BMN's published 67.1
 
@@ -622,19 +626,24 @@ def test_task_train_and_eval_steps() -> None:
     assert_close(loss.detach(), logs["tem_loss"] + 10 * logs["pem_reg_loss"] + logs["pem_cls_loss"])
 
     segments = [np.array([[10.0, 60.0]]), np.array([[0.0, 20.0], [50.0, 99.0]]), np.array([[30.0, 31.0]])]
-    task._val_names, task._val_segments, task._val_durations = ["a", "b", "c"], segments, [100.0, 100.0, 100.0]
+    videos = [
+        VideoRecord(name, "validation", 100.0, 1600, 100.0, s, []) for name, s in zip("abc", segments, strict=True)
+    ]
+    items = [(batch[0][i], torch.from_numpy(segments[i] / 100.0).float(), videos[i]) for i in range(3)]
+    eval_batch = task.collate(items)  # the items carry their videos: no state from build_datasets
     model.eval()
     task.eval_begin()
     with torch.no_grad():
-        task.eval_step(model, batch)
-    metrics = task.eval_end(lambda obj: [obj])
-    assert set(metrics) >= {"loss", "tem_loss", "pem_reg_loss", "pem_cls_loss", "AR@1", "AR@5", "AR@10", "AR@100"}
-    assert metrics["eval_videos"] == 3 and all(len(p) == 100 for p in task.last_results.values())
-    assert all(0 <= p["segment"][0] <= p["segment"][1] <= 100.0 for p in task.last_results["b"])
+        task.eval_step(model, eval_batch)
+    result = task.eval_end(lambda obj: [obj])
+    metrics, proposals = result.metrics, result.outputs["proposals"]
+    assert set(metrics) >= {"eval_loss", "eval_tem_loss", "eval_pem_reg_loss", "eval_pem_cls_loss", "AR@1", "AR@100"}
+    assert metrics["eval_videos"] == 3 and all(len(p) == 100 for p in proposals.values())
+    assert all(0 <= p["segment"][0] <= p["segment"][1] <= 100.0 for p in proposals["b"])
     # the evaluation's loss draws from its own generator: same number twice, global RNG untouched
     state = torch.get_rng_state()
     task.eval_begin()
     with torch.no_grad():
-        task.eval_step(model, batch)
-    assert task.eval_end(lambda obj: [obj])["loss"] == metrics["loss"]
+        task.eval_step(model, eval_batch)
+    assert task.eval_end(lambda obj: [obj]).metrics["eval_loss"] == metrics["eval_loss"]
     assert torch.equal(torch.get_rng_state(), state)

@@ -149,9 +149,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_proposals(args: argparse.Namespace) -> int:
-    from visionzoo.tasks.anet_eval import run_eval_proposals
+    from visionzoo.tasks.anet_metrics import evaluate_proposals_file
 
-    metrics = run_eval_proposals(args.ground_truth, args.proposals, plot=args.plot)
+    metrics = evaluate_proposals_file(args.ground_truth, args.proposals, plot=args.plot)
     keys = ("AR@1", "AR@5", "AR@10", "AR@100", "AUC")
     if args.json:
         print(json.dumps({k: metrics[k] for k in keys}))
@@ -161,7 +161,7 @@ def cmd_eval_proposals(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from visionzoo.tasks.proposal_demo import run_demo
+    from visionzoo.commands.demo import run_demo
 
     for path in run_demo(args.recipe, args.checkpoint, args.data, args.video, args.output):
         print(path)

@@ -304,7 +304,8 @@ def build_feature_cache(
 
 
 class ActivityNetFeatures(Dataset):
-    """Items are (features float32 [feat_dim, T], segments float32 [K, 2] as fractions of feature_second, index).
+    """Items are (features float32 [feat_dim, T], segments float32 [K, 2] as fractions of feature_second, the
+    video's record).
 
     The label maps (TEM scores, IoU map) are computed from the segments, batched, by the task.
     """
@@ -342,10 +343,10 @@ class ActivityNetFeatures(Dataset):
     def __len__(self) -> int:
         return len(self.videos)
 
-    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, torch.Tensor, VideoRecord]:
         index, _epoch = key  # deterministic items: nothing is drawn at random
         features = torch.from_numpy(np.array(self.features[index]))
-        return features, torch.from_numpy(self.segments[index].copy()), index
+        return features, torch.from_numpy(self.segments[index].copy()), self.videos[index]
 
 
 # ---------------------------------------------------------------------------------------------- demo data

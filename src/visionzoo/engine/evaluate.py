@@ -16,7 +16,7 @@ from visionzoo.engine.precision import autocast, check_amp
 from visionzoo.models.weights import load_checkpoint
 from visionzoo.recipes.base import Recipe
 from visionzoo.tasks import make_task
-from visionzoo.tasks.base import Task
+from visionzoo.tasks.base import EvalResult, Task
 
 
 def eval_loader(task: Task, dataset: Any, recipe: Recipe, info: DistInfo) -> DataLoader:
@@ -27,7 +27,7 @@ def eval_loader(task: Task, dataset: Any, recipe: Recipe, info: DistInfo) -> Dat
 
 
 @torch.no_grad()
-def evaluate(task: Task, model: nn.Module, loader: DataLoader, info: DistInfo, recipe: Recipe) -> dict[str, Any]:
+def evaluate(task: Task, model: nn.Module, loader: DataLoader, info: DistInfo, recipe: Recipe) -> EvalResult:
     """The task's metrics over the whole loader, merged over ranks; the model's train/eval mode is restored."""
     was_training = model.training
     model.eval()
@@ -51,10 +51,8 @@ def evaluate_checkpoint(recipe: Recipe, checkpoint: Path, output: Path | None = 
         if recipe.channels_last:
             model.to(memory_format=torch.channels_last)
         _, val_set = task.build_datasets()
-        metrics = evaluate(task, model, eval_loader(task, val_set, recipe, info), info, recipe)
-        write_outputs = getattr(task, "write_eval_outputs", None)
-        if write_outputs is not None and info.is_main:
-            metrics |= write_outputs(output or checkpoint.parent)
-        return metrics
+        result = evaluate(task, model, eval_loader(task, val_set, recipe, info), info, recipe)
+        written = task.write_eval_outputs(result, output or checkpoint.parent) if info.is_main else {}
+        return result.metrics | written
     finally:
         distributed.cleanup()

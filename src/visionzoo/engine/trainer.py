@@ -253,7 +253,7 @@ def end_epoch(t: Training, state: TrainState, epoch: int, writer: MetricsWriter 
         )
     record["samples_per_sec"] = total_samples / max(state.epoch_time, 1e-9)
     if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
-        record.update(evaluate(t.task, t.eval_model, t.eval_loader, info, recipe))
+        record.update(evaluate(t.task, t.eval_model, t.eval_loader, info, recipe).metrics)
     improved = state.update_best(record, recipe.main_metric)
     state.history.append(record)
     state.epoch += 1

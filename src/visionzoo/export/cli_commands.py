@@ -97,7 +97,7 @@ def run_predict(args: argparse.Namespace) -> int:
     card, runtime = predict.load_runtime(args.target, args.checkpoint, args.onnx)
     inputs = args.inputs
     if card.task == "proposals":
-        from visionzoo.tasks.anet_eval import write_proposals
+        from visionzoo.tasks.postprocess import write_proposals
 
         files = predict.expand_inputs(inputs, lambda name: name.lower().endswith(".csv"), "feature CSV files")
         durations, in_seconds = predict.video_durations(files, args.duration_second, args.video_info)

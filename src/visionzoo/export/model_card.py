@@ -24,6 +24,7 @@ import yaml
 
 from visionzoo.errors import VisionZooError
 from visionzoo.recipes.base import ClassificationRecipe, ProposalRecipe, Recipe
+from visionzoo.tasks.postprocess import SoftNMSSettings
 
 CARD_FORMAT = "visionzoo-model-card-v1"
 ONNX_CARD_KEY = "visionzoo.card"  # metadata_props key of the card JSON in exported ONNX files
@@ -102,12 +103,7 @@ def card_from_recipe(recipe: Recipe) -> ModelCard:
             input_shape=[kwargs["feat_dim"], kwargs["temporal_scale"]],
             preprocessing={"feature_format": "csv_mean_100", "temporal_scale": kwargs["temporal_scale"]}
             | {"feat_dim": kwargs["feat_dim"]},
-            postprocessing={
-                "soft_nms_alpha": recipe.soft_nms_alpha,
-                "soft_nms_low_threshold": recipe.soft_nms_low_threshold,
-                "soft_nms_high_threshold": recipe.soft_nms_high_threshold,
-                "max_proposals": recipe.max_proposals,
-            },
+            postprocessing=dataclasses.asdict(SoftNMSSettings.of(recipe)),
             recipe=recipe.name or None,
         )
     if not isinstance(recipe, ClassificationRecipe):

@@ -196,7 +196,7 @@ def read_durations(path: Path) -> dict[str, float]:
 
     The reference's scale: (duration_frame // 16 * 16) / duration_frame * duration_second.
     """
-    from visionzoo.tasks.anet_eval import reference_duration
+    from visionzoo.tasks.postprocess import reference_duration
 
     if path.suffix == ".json":
         try:
@@ -241,26 +241,22 @@ def predict_proposals(
 ) -> dict[str, list[dict[str, Any]]]:
     """{video id: proposals (score, segment)} of each feature CSV, after the task's scoring and Soft-NMS."""
     from visionzoo.data.activitynet import read_feature_csv
-    from visionzoo.tasks import anet_eval
+    from visionzoo.tasks import postprocess
 
     feat_dim, temporal_scale = card.input_shape
-    post = card.postprocessing
     results: dict[str, list[dict[str, Any]]] = {}
     for begin in range(0, len(files), batch_size):
         chunk = files[begin : begin + batch_size]
         features = np.stack([read_feature_csv(path, temporal_scale, feat_dim).T for path in chunk])
         conf_map, start, end = (torch.from_numpy(out) for out in runtime(np.ascontiguousarray(features)))
-        proposals = anet_eval.post_process(
-            anet_eval.score_candidates(start, end, conf_map),
+        proposals = postprocess.post_process(
+            postprocess.score_candidates(start, end, conf_map),
             durations[begin : begin + len(chunk)],
             temporal_scale,
-            post.get("soft_nms_alpha", 0.4),
-            post.get("soft_nms_low_threshold", 0.5),
-            post.get("soft_nms_high_threshold", 0.9),
-            post.get("max_proposals", 100),
+            postprocess.SoftNMSSettings.of(card.postprocessing),
         )
         for path, found in zip(chunk, proposals, strict=True):
-            results[anet_eval.video_id(path.stem)] = found
+            results[postprocess.video_id(path.stem)] = found
     return results
 
 

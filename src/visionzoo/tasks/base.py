@@ -6,6 +6,8 @@ input tensor (its first dimension is the batch size); the rest is whatever the t
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -15,6 +17,14 @@ from torch.utils.data import Dataset
 from visionzoo.recipes.base import Recipe
 
 Batch = tuple[Any, ...]
+
+
+@dataclass
+class EvalResult:
+    """What an evaluation pass found: the metrics, and what only `write_eval_outputs` needs (proposals, curves)."""
+
+    metrics: dict[str, Any]
+    outputs: dict[str, Any] = field(default_factory=dict)
 
 
 class Gather(Protocol):
@@ -50,8 +60,11 @@ class Task(Protocol):
     def eval_step(self, model: nn.Module, batch: Batch) -> None:
         """Accumulate one batch of an evaluation pass (model in eval mode, no grad)."""
 
-    def eval_end(self, gather: Gather) -> dict[str, float]:
+    def eval_end(self, gather: Gather) -> EvalResult:
         """Metrics over the whole evaluation set; `gather` merges the ranks' accumulators."""
+
+    def write_eval_outputs(self, result: EvalResult, directory: Path) -> dict[str, str]:
+        """Files of an evaluation beside its checkpoint (`visionzoo eval`); their paths by name."""
 
     def final_lines(self, final: dict[str, Any]) -> list[str]:
         """The result lines of the seeds' closing block, from the last epoch's record."""

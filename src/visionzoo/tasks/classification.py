@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from visionzoo.errors import VisionZooError
 from visionzoo.models import create_model
 from visionzoo.recipes.base import ClassificationRecipe
-from visionzoo.tasks.base import Batch, Gather
+from visionzoo.tasks.base import Batch, EvalResult, Gather
 
 
 def build_classification_datasets(recipe: ClassificationRecipe) -> tuple[Dataset, Dataset]:
@@ -109,16 +109,20 @@ class ClassificationTask:
         self._eval["top5"] += top5
         self._eval["count"] += len(labels)
 
-    def eval_end(self, gather: Gather) -> dict[str, float]:
+    def eval_end(self, gather: Gather) -> EvalResult:
         total = {k: sum(part[k] for part in gather(self._eval)) for k in self._eval}
         count = max(1, total["count"])
-        return {
+        metrics = {
             "top1": 100.0 * total["top1"] / count,
             "top5": 100.0 * total["top5"] / count,
             "eval_loss": total["loss"] / count,
             "eval_images": total["count"],
             "eval_skipped_images": total["skipped"],
         }
+        return EvalResult(metrics)
+
+    def write_eval_outputs(self, result: EvalResult, directory: Path) -> dict[str, str]:
+        return {}
 
     def final_lines(self, final: dict[str, Any]) -> list[str]:
         lines = [f"Final Train Accuracy : {final['train_top1'] / 100:.4f}"] if "train_top1" in final else []

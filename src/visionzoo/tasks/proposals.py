@@ -1,10 +1,8 @@
 """Temporal action proposals (BMN): features -> (confidence map, start, end) -> BMN loss -> Soft-NMS -> AR@AN.
 
-Labels and loss follow JJBOY/BMN a92c1d7 (`dataset.py _get_train_label`, `loss_function.py`), computed for
-the whole batch at once in torch instead of per video in Python loops. The loss is batch-global, as the
-reference's (its DataParallel gathers the batch before the loss), so positive/negative ratios are over the
-batch. Evaluation post-processes each rank's videos, gathers the proposals and scores them like the
-ActivityNet toolkit (see `visionzoo.tasks.anet_eval`).
+Validation items carry their video's record (name, durations, ground truth), so evaluation needs no state
+from `build_datasets`: each rank post-processes its videos (`visionzoo.tasks.postprocess`), the proposals and
+ground truth are gathered, and scored like the ActivityNet toolkit (`visionzoo.tasks.anet_metrics`).
 """
 
 from __future__ import annotations
@@ -15,154 +13,23 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from visionzoo.data.activitynet import ActivityNetFeatures, VideoRecord
 from visionzoo.errors import VisionZooError
 from visionzoo.models import create_model
 from visionzoo.recipes.base import ProposalRecipe
-from visionzoo.tasks import anet_eval
-from visionzoo.tasks.base import Batch, Gather
-
-TEM_POSITIVE = 0.5  # start/end label above which an anchor is a boundary
-PEM_HIGH, PEM_LOW = 0.7, 0.3  # IoU bands of the regression loss's sampling
-PEM_POSITIVE = 0.9  # IoU above which a map cell is a positive of the classification loss
-REG_WEIGHT = 10.0  # loss = tem + 10 * reg + 1 * cls
-EPSILON = 1e-6
-LOSS_TERMS = ("tem_loss", "pem_reg_loss", "pem_cls_loss")
-
-
-# ------------------------------------------------------------------------------------------------- labels
-
-
-def bmn_targets(
-    segments: torch.Tensor, valid: torch.Tensor, temporal_scale: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(gt_iou_map [B, T, T], match_score_start [B, T], match_score_end [B, T]) float32 from GT segments.
-
-    `segments` [B, K, 2] are fractions of the feature span (clipped to [0, 1] here, as the reference does),
-    `valid` [B, K] marks the real ones (batches pad K). The reference's float64 operations, in its order:
-    - IoU map: cell [i, j], j >= i, is max over GTs of IoU([i g, (j + 1) g], GT), 0 below the diagonal;
-    - start/end: anchor i = [g (i - 0.5), g (i + 0.5)], max over GTs of its intersection-over-anchor with the
-      boundary region [b - 1.5 g, b + 1.5 g] of the GT's start (end).
-    A video without segments gets all-zero targets (the reference's np.max of nothing raises).
-    """
-    if segments.shape[1] == 0:  # one invalid column keeps the max over GTs defined
-        segments, valid = segments.new_zeros(len(segments), 1, 2), valid.new_zeros(len(segments), 1)
-    gap = 1.0 / temporal_scale
-    bounds = segments.double().clamp(0.0, 1.0)
-    gt_start, gt_end = bounds[..., 0, None, None], bounds[..., 1, None, None]  # [B, K, 1, 1]
-    index = torch.arange(temporal_scale, dtype=torch.float64, device=segments.device)
-
-    window_start, window_end = (index * gap)[:, None], ((index + 1) * gap)[None, :]  # cell [i, j]
-    inter = (torch.minimum(window_end, gt_end) - torch.maximum(window_start, gt_start)).clamp(min=0.0)
-    iou = inter / ((window_end - window_start) - inter + gt_end - gt_start)
-    iou = iou.masked_fill(~valid[..., None, None], 0.0).amax(dim=1)
-    iou_map = torch.triu(iou)
-
-    anchor_start, anchor_end = gap * (index - 0.5), gap * (index + 0.5)
-    half_region = 3 * gap / 2
-
-    def ioa(boundary: torch.Tensor) -> torch.Tensor:
-        region_start, region_end = boundary[..., 0] - half_region, boundary[..., 0] + half_region  # [B, K, 1]
-        inter = (torch.minimum(anchor_end, region_end) - torch.maximum(anchor_start, region_start)).clamp(min=0.0)
-        score = (inter / (anchor_end - anchor_start)).masked_fill(~valid[..., None], 0.0)
-        return score.amax(dim=1)
-
-    return iou_map.float(), ioa(gt_start).float(), ioa(gt_end).float()
-
-
-def valid_cells(temporal_scale: int, device: torch.device | None = None) -> torch.Tensor:
-    """bm_mask: 1 on the [start, end] map's valid cells (end >= start)."""
-    return torch.ones(temporal_scale, temporal_scale, device=device).triu()
-
-
-# --------------------------------------------------------------------------------------------------- loss
-
-
-def _balanced_coefficients(num_positive: torch.Tensor, num_entries: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """(coef_1, coef_0) = (0.5 r, 0.5 r / (r - 1)), r = entries / positives, as the reference.
-
-    Where the reference divides by zero they take their limits instead of inf/NaN: no positive gives
-    coef_1 = 0 (no positive term) and coef_0 = 0.5; no negative gives coef_0 = 0 (coef_1 is then 0.5).
-    """
-    ratio = num_entries / num_positive
-    coef_1 = torch.where(num_positive > 0, 0.5 * ratio, 0.0)
-    coef_0 = torch.where(num_positive > 0, 0.5 * ratio / (ratio - 1), 0.5)
-    return coef_1, torch.where(num_positive < num_entries, coef_0, 0.0)
-
-
-def tem_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """`bi_loss`: class-balanced binary log loss over all B*T anchors (a mean over entries)."""
-    pred, positive = pred.reshape(-1), (target.reshape(-1) > TEM_POSITIVE).float()
-    coef_1, coef_0 = _balanced_coefficients(positive.sum(), torch.tensor(float(positive.numel())))
-    loss_pos = coef_1 * torch.log(pred + EPSILON) * positive
-    loss_neg = coef_0 * torch.log(1.0 - pred + EPSILON) * (1.0 - positive)
-    return -torch.mean(loss_pos + loss_neg)
-
-
-def pem_reg_loss(
-    pred: torch.Tensor, gt_iou: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Half MSE over all cells with IoU > 0.7 plus random subsets of the (0.3, 0.7] and (0, 0.3] bands.
-
-    Each band cell is kept when a uniform draw exceeds 1 - num_high / num_band (on average num_high cells per
-    band), drawn per element, medium band first, from `generator` (the global torch generator by default,
-    which the engine checkpoints). Cells with IoU == 0 are never used. Differences from the reference: a
-    band with fewer cells than the high one is kept whole (the reference's threshold then goes negative and
-    selects every cell of the map, valid or not), and no sampled cell gives 0 instead of 0/0 = NaN.
-    """
-    high = (gt_iou > PEM_HIGH).float()
-    medium = ((gt_iou <= PEM_HIGH) & (gt_iou > PEM_LOW)).float()
-    low = ((gt_iou <= PEM_LOW) & (gt_iou > 0.0)).float() * mask
-    num_high = high.sum()
-    weights = high
-    for band in (medium, low):
-        draw = torch.rand(gt_iou.shape, generator=generator, device=gt_iou.device)
-        weights = weights + band * ((band * draw) > (1.0 - num_high / band.sum())).float()
-    return 0.5 * F.mse_loss(pred * weights, gt_iou * weights, reduction="sum") / weights.sum().clamp(min=1.0)
-
-
-def pem_cls_loss(pred: torch.Tensor, gt_iou: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Class-balanced log loss, positives IoU > 0.9, over the valid cells (a sum / number of valid cells)."""
-    positive = (gt_iou > PEM_POSITIVE).float()
-    negative = (gt_iou <= PEM_POSITIVE).float() * mask
-    num_positive = positive.sum()
-    num_entries = num_positive + negative.sum()
-    coef_1, coef_0 = _balanced_coefficients(num_positive, num_entries)
-    loss_pos = coef_1 * torch.log(pred + EPSILON) * positive
-    loss_neg = coef_0 * torch.log(1.0 - pred + EPSILON) * negative
-    return -torch.sum(loss_pos + loss_neg) / num_entries.clamp(min=1.0)
-
-
-def bmn_loss(
-    conf_map: torch.Tensor,
-    start: torch.Tensor,
-    end: torch.Tensor,
-    gt_iou_map: torch.Tensor,
-    gt_start: torch.Tensor,
-    gt_end: torch.Tensor,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """tem + 10 * reg + cls in float32 (outside autocast), and the detached terms for logging.
-
-    Finite for any batch: where the reference divides by a count of zero (no TEM positive, no IoU > 0.9
-    cell, no sampled regression cell) the term takes its limit (see `_balanced_coefficients`) or 0.
-    """
-    with torch.autocast(conf_map.device.type, enabled=False):
-        conf_map, start, end = conf_map.float(), start.float(), end.float()
-        mask = valid_cells(gt_iou_map.shape[-1], gt_iou_map.device)
-        gt_iou = gt_iou_map.float() * mask
-        terms = {
-            "tem_loss": tem_loss(start, gt_start) + tem_loss(end, gt_end),
-            "pem_reg_loss": pem_reg_loss(conf_map[:, 0], gt_iou, mask, generator),
-            "pem_cls_loss": pem_cls_loss(conf_map[:, 1], gt_iou, mask),
-        }
-        loss = terms["tem_loss"] + REG_WEIGHT * terms["pem_reg_loss"] + terms["pem_cls_loss"]
-    return loss, {name: value.detach() for name, value in terms.items()}
-
-
-# --------------------------------------------------------------------------------------------------- task
+from visionzoo.tasks.anet_metrics import AR_AT, evaluate_proposals, plot_ar_an
+from visionzoo.tasks.base import Batch, EvalResult, Gather
+from visionzoo.tasks.bmn_loss import LOSS_TERMS, bmn_loss, bmn_targets
+from visionzoo.tasks.postprocess import (
+    SoftNMSSettings,
+    post_process,
+    reference_duration,
+    score_candidates,
+    video_id,
+    write_proposals,
+)
 
 
 def pad_segments(segments: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,17 +43,15 @@ def pad_segments(segments: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tens
 
 
 class ProposalTask:
+    """Batches are (features [B, D, T], gt_iou_map, gt_start, gt_end, the videos' records)."""
+
     sample_unit = "videos"
 
     def __init__(self, recipe: ProposalRecipe) -> None:
         self.recipe = recipe
-        self._val_names: list[str] = []
-        self._val_segments: list[np.ndarray] = []
-        self._val_durations: list[float] = []
+        self.settings = SoftNMSSettings.of(recipe)
         self._eval: dict[str, Any] = {}
         self._generator: torch.Generator | None = None
-        self.last_results: dict[str, list[dict[str, Any]]] = {}
-        self.last_curve: dict[str, Any] = {}
 
     def build_model(self) -> nn.Module:
         r = self.recipe
@@ -200,30 +65,27 @@ class ProposalTask:
         return create_model(r.model, pretrained=r.pretrained, **kwargs)
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
-        from visionzoo.data.activitynet import ActivityNetFeatures, demo_data_dir
+        from visionzoo.data.activitynet import demo_data_dir
 
         r = self.recipe
         if r.dataset != "activitynet":
             raise VisionZooError(f"--dataset {r.dataset}: the proposals task reads activitynet")
         root = demo_data_dir(temporal_scale=r.temporal_scale, feat_dim=r.feat_dim) if r.data == "demo" else Path(r.data)
-        sets = [
+        train, val = (
             ActivityNetFeatures(root, subset, r.temporal_scale, r.feat_dim, r.video_info, r.video_anno, r.feature_dir)
             for subset in ("train", "validation")
-        ]
-        videos = sets[1].videos
-        self._val_names = [anet_eval.video_id(v.name) for v in videos]
-        self._val_segments = [v.segments for v in videos]
-        self._val_durations = [anet_eval.reference_duration(v.duration_second, v.duration_frame) for v in videos]
-        return sets[0], sets[1]
+        )
+        return train, val
 
     def collate(self, samples: list[Any]) -> Batch:
         features = torch.stack([s[0] for s in samples])
         segments, valid = pad_segments([s[1] for s in samples])
         gt_iou_map, gt_start, gt_end = bmn_targets(segments, valid, self.recipe.temporal_scale)
-        return features, gt_iou_map, gt_start, gt_end, torch.tensor([s[2] for s in samples], dtype=torch.int64)
+        return features, gt_iou_map, gt_start, gt_end, [s[2] for s in samples]
 
     def to_device(self, batch: Batch, device: torch.device, channels_last: bool) -> Batch:
-        return tuple(t.to(device, non_blocking=True) for t in batch)
+        *tensors, videos = batch
+        return (*(t.to(device, non_blocking=True) for t in tensors), videos)
 
     def train_step(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         features, gt_iou_map, gt_start, gt_end, _ = batch
@@ -231,57 +93,48 @@ class ProposalTask:
         return bmn_loss(conf_map, start, end, gt_iou_map, gt_start, gt_end)
 
     def eval_begin(self) -> None:
-        self._eval = {"sums": dict.fromkeys(("loss", *LOSS_TERMS), 0.0), "batches": 0, "results": {}}
+        self._eval = {"sums": dict.fromkeys(("loss", *LOSS_TERMS), 0.0), "batches": 0, "videos": {}}
         self._generator = None
 
     def eval_step(self, model: nn.Module, batch: Batch) -> None:
-        features, gt_iou_map, gt_start, gt_end, indices = batch
+        features, gt_iou_map, gt_start, gt_end, videos = batch
         if self._generator is None:  # its own seeded draws: a deterministic loss, the training RNG untouched
             self._generator = torch.Generator(device=features.device).manual_seed(self.recipe.seed)
         conf_map, start, end = model(features)
         loss, terms = bmn_loss(conf_map, start, end, gt_iou_map, gt_start, gt_end, self._generator)
-        sums = self._eval["sums"]
         for name, value in {"loss": loss, **terms}.items():
-            sums[name] += float(value)
+            self._eval["sums"][name] += float(value)
         self._eval["batches"] += 1
-        r = self.recipe
-        indices = indices.tolist()
-        proposals = anet_eval.post_process(
-            anet_eval.score_candidates(start, end, conf_map),
-            [self._val_durations[i] for i in indices],
-            r.temporal_scale,
-            r.soft_nms_alpha,
-            r.soft_nms_low_threshold,
-            r.soft_nms_high_threshold,
-            r.max_proposals,
+        durations = [reference_duration(v.duration_second, v.duration_frame) for v in videos]
+        proposals = post_process(
+            score_candidates(start, end, conf_map), durations, self.recipe.temporal_scale, self.settings
         )
-        for i, video_proposals in zip(indices, proposals, strict=True):
-            self._eval["results"][self._val_names[i]] = video_proposals
+        for video, found in zip(videos, proposals, strict=True):
+            self._eval["videos"][video_id(video.name)] = (found, video.segments)
 
-    def eval_end(self, gather: Gather) -> dict[str, float]:
+    def eval_end(self, gather: Gather) -> EvalResult:
         parts = gather(self._eval)
-        batches = sum(part["batches"] for part in parts)
-        metrics = {name: sum(p["sums"][name] for p in parts) / max(1, batches) for name in ("loss", *LOSS_TERMS)}
-        results = {name: found for part in parts for name, found in part["results"].items()}
+        batches = max(1, sum(part["batches"] for part in parts))
+        metrics = {f"eval_{name}": sum(p["sums"][name] for p in parts) / batches for name in ("loss", *LOSS_TERMS)}
+        videos = {name: entry for part in parts for name, entry in part["videos"].items()}
+        results = {name: found for name, (found, _) in videos.items()}
+        truth = {name: segments for name, (_, segments) in videos.items()}
         found = {
             name: np.array([[*p["segment"], p["score"]] for p in items], dtype=np.float64).reshape(-1, 3)
             for name, items in results.items()
         }
-        truth = {name: self._val_segments[i] for i, name in enumerate(self._val_names) if name in results}
-        evaluation = anet_eval.evaluate_proposals(truth, found, self.recipe.max_proposals)
-        self.last_results, self.last_curve = results, evaluation.pop("curve")
-        metrics |= {f"AR@{n}": evaluation[f"AR@{n}"] for n in anet_eval.AR_AT} | {"AUC": evaluation["AUC"]}
-        return metrics | {"eval_videos": len(results)}
+        evaluation = evaluate_proposals(truth, found, self.settings.max_proposals)
+        metrics |= {f"AR@{n}": evaluation[f"AR@{n}"] for n in AR_AT} | {"AUC": evaluation["AUC"]}
+        return EvalResult(metrics | {"eval_videos": len(results)}, {"proposals": results, "curve": evaluation["curve"]})
 
-    def write_eval_outputs(self, directory: Path) -> dict[str, str]:
-        """The last evaluation's proposals (ActivityNet JSON) and AR-AN curve (PNG), for `visionzoo eval`."""
-        directory = Path(directory)
-        json_path = anet_eval.write_proposals(directory / "proposals.json", self.last_results)
-        plot_path = anet_eval.plot_ar_an(self.last_curve, directory / "ar_an.png", title=self.recipe.name)
+    def write_eval_outputs(self, result: EvalResult, directory: Path) -> dict[str, str]:
+        """The proposals (ActivityNet JSON) and the AR-AN curve (PNG)."""
+        json_path = write_proposals(Path(directory) / "proposals.json", result.outputs["proposals"])
+        plot_path = plot_ar_an(result.outputs["curve"], Path(directory) / "ar_an.png", title=self.recipe.name)
         return {"proposals_file": str(json_path), "ar_an_plot": str(plot_path)}
 
     def final_lines(self, final: dict[str, Any]) -> list[str]:
-        keys = ("AR@1", "AR@5", "AR@10", "AR@100", "AUC", "loss")
+        keys = ("AR@1", "AR@5", "AR@10", "AR@100", "AUC", "eval_loss")
         return [f"{key} : {final[key]:.4f}" for key in keys if key in final]
 
     def example_batch(self, batch_size: int) -> Batch:
@@ -289,6 +142,8 @@ class ProposalTask:
         generator = torch.Generator().manual_seed(0)
         features = torch.randn(batch_size, r.feat_dim, r.temporal_scale, generator=generator)
         segments = torch.rand(batch_size, 2, 2, generator=generator).sort(dim=-1).values
-        valid = torch.ones(batch_size, 2, dtype=torch.bool)
-        gt_iou_map, gt_start, gt_end = bmn_targets(segments, valid, r.temporal_scale)
-        return features, gt_iou_map, gt_start, gt_end, torch.arange(batch_size)
+        videos = [
+            VideoRecord(f"example_{i}", "validation", 100.0, 1600, 100.0, segments[i].double().numpy() * 100.0, [])
+            for i in range(batch_size)
+        ]
+        return self.collate([(features[i], segments[i], videos[i]) for i in range(batch_size)])

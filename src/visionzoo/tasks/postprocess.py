@@ -1,23 +1,19 @@
-"""BMN post-processing (candidate scores, Soft-NMS, proposals JSON) and the ActivityNet AR@AN evaluation.
+"""BMN post-processing: candidate scores, Soft-NMS, proposals in seconds, and the proposals JSON format.
 
-Everything follows JJBOY/BMN a92c1d7 (`main.py BMN_inference`, `post_processing.py`) and the ActivityNet
-challenge toolkit it ships (`Evaluation/eval_proposal.py`) to the bit, vectorised instead of looped:
-- candidates: the 4,950 cells [s, e] with s <= e <= T-2 (proposal [s/T, (e+1)/T]), no boundary-peak filter,
-  score = start[s] * end[e+1] * cls[s, e] * reg[s, e] in float32, as the reference's numpy float32 scalars.
+Everything follows JJBOY/BMN a92c1d7 (`main.py BMN_inference`, `post_processing.py`) to the bit, vectorised
+instead of looped:
+- candidates: the T (T - 1) / 2 cells [s, e] with s <= e <= T-2 (proposal [s/T, (e+1)/T]), no boundary-peak
+  filter, score = start[s] * end[e+1] * cls[s, e] * reg[s, e] in float32, as the reference's numpy float32.
 - Soft-NMS in float64 on the scores sorted by score (stable sort; the reference's pandas quicksort leaves
   the order of equal scores unspecified), width-adaptive threshold, stops at 101 kept or 1 left.
 - seconds from (duration_frame // 16 * 16) / duration_frame * duration_second, not the label-side duration.
-- AR@AN exactly as `average_recall_vs_avg_nr_proposals`, except that a ground-truth video without proposals
-  counts as finding nothing (the toolkit raises KeyError there).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,9 +23,24 @@ import torch
 
 from visionzoo.errors import VisionZooError
 
-TIOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
-AR_AT = (1, 5, 10, 100)
 FACTOR_ROWS_PER_CHUNK = 512  # rows of the Soft-NMS decay table built at once (bounds the temporaries)
+
+
+@dataclass(frozen=True)
+class SoftNMSSettings:
+    """How candidates become proposals; the names are the recipe's fields and the model card's keys."""
+
+    soft_nms_alpha: float = 0.4  # decay exp(-iou^2 / alpha)
+    soft_nms_low_threshold: float = 0.5  # the width-adaptive IoU threshold runs from low ...
+    soft_nms_high_threshold: float = 0.9  # ... (zero-width boxes) to high (whole-video boxes)
+    max_proposals: int = 100  # kept per video
+
+    @classmethod
+    def of(cls, source: Any) -> SoftNMSSettings:
+        """The settings of a recipe (its fields) or of a model card's `postprocessing` dict."""
+        get = source.get if isinstance(source, Mapping) else lambda name, default: getattr(source, name, default)
+        return cls(**{name: get(name, default) for name, default in cls().__dict__.items()})
+
 
 # --------------------------------------------------------------------------------------------- candidates
 
@@ -176,19 +187,19 @@ def post_process(
     scores: torch.Tensor | np.ndarray,
     durations: Sequence[float],
     temporal_scale: int,
-    alpha: float = 0.4,
-    low: float = 0.5,
-    high: float = 0.9,
-    max_proposals: int = 100,
+    settings: SoftNMSSettings = SoftNMSSettings(),
 ) -> list[list[dict[str, Any]]]:
     """Candidate scores [V, n] (from `score_candidates`) -> each video's top proposals in seconds (JSON entries)."""
     scores = torch.as_tensor(scores).detach().cpu().double().numpy()
     segments = candidate_segments(temporal_scale)
-    kept, kept_scores = soft_nms_select(scores, grid_decay_factors(temporal_scale, alpha, low, high))
+    factors = grid_decay_factors(
+        temporal_scale, settings.soft_nms_alpha, settings.soft_nms_low_threshold, settings.soft_nms_high_threshold
+    )
+    kept, kept_scores = soft_nms_select(scores, factors)
     results = []
     for v, duration in enumerate(durations):
         chosen = kept[v] >= 0
-        proposals = top_proposals(segments[kept[v, chosen]], kept_scores[v, chosen], max_proposals)
+        proposals = top_proposals(segments[kept[v, chosen]], kept_scores[v, chosen], settings.max_proposals)
         results.append(to_seconds(proposals, duration))
     return results
 
@@ -228,18 +239,7 @@ def sliding_window_proposals(
     ]
 
 
-# --------------------------------------------------------------------------------------------- evaluation
-
-
-@dataclass
-class GroundTruth:
-    """Validation instances in seconds per video id (without "v_"), and each video's duration in seconds."""
-
-    segments: dict[str, np.ndarray] = field(default_factory=dict)
-    durations: dict[str, float] = field(default_factory=dict)
-
-
-def _read_json(path: Path, what: str) -> Any:
+def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text())
     except OSError as err:
@@ -248,7 +248,7 @@ def _read_json(path: Path, what: str) -> Any:
         raise VisionZooError(f"{path}: the {what} is not valid JSON ({err})") from None
 
 
-def _segment_array(path: Path, video: str, items: Any, with_score: bool) -> np.ndarray:
+def segment_array(path: Path, video: str, items: Any, with_score: bool) -> np.ndarray:
     """[k, 2] segments (or [k, 3] with the score) of one video's entries, checked."""
     rows = []
     for k, item in enumerate(items if isinstance(items, list) else [None]):
@@ -262,156 +262,10 @@ def _segment_array(path: Path, video: str, items: Any, with_score: bool) -> np.n
     return np.asarray(rows, dtype=np.float64).reshape(-1, 3 if with_score else 2)
 
 
-def load_ground_truth(path: str | Path, subset: str = "validation") -> GroundTruth:
-    """GT of `subset` from an ActivityNet database JSON (`database`/`taxonomy`/`version`) or a BSN directory.
-
-    The directory form (`video_info_new.csv` + `anet_anno_action.json`, as JJBOY ships) selects the CSV's
-    `subset` rows; it is what the reference's `activity_net_1_3_new.json` holds for validation (4,728 videos,
-    7,293 instances).
-    """
-    path = Path(path)
-    truth = GroundTruth()
-    if path.is_dir():
-        from visionzoo.data.activitynet import load_annotations
-
-        for video in load_annotations(path):
-            if video.subset == subset:
-                truth.segments[video_id(video.name)] = video.segments
-                truth.durations[video_id(video.name)] = video.duration_second
-        return truth
-    data = _read_json(path, "ground truth")
-    if not isinstance(data, dict) or not all(key in data for key in ("database", "taxonomy", "version")):
-        raise VisionZooError(
-            f"{path}: not an ActivityNet ground truth (needs 'database', 'taxonomy', 'version'), "
-            "nor a directory with video_info_new.csv and anet_anno_action.json"
-        )
-    for name, entry in data["database"].items():
-        if not isinstance(entry, dict):
-            raise VisionZooError(f"{path}: database entry {name!r} is not an object")
-        if entry.get("subset") == subset:
-            truth.segments[name] = _segment_array(path, name, entry.get("annotations"), with_score=False)
-            truth.durations[name] = float(entry.get("duration", math.nan))
-    return truth
-
-
 def load_proposals(path: str | Path) -> dict[str, np.ndarray]:
     """[n, 3] (start, end, score) per video of an ActivityNet proposals JSON, in file order."""
     path = Path(path)
-    data = _read_json(path, "proposals file")
+    data = read_json(path, "proposals file")
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
         raise VisionZooError(f"{path}: not an ActivityNet proposals file (needs 'results': {{video: [...]}})")
-    return {name: _segment_array(path, name, items, with_score=True) for name, items in data["results"].items()}
-
-
-def evaluate_proposals(
-    ground_truth: Mapping[str, np.ndarray],
-    proposals: Mapping[str, np.ndarray],
-    max_avg_nr_proposals: float | None = 100,
-    tiou_thresholds: np.ndarray = TIOU_THRESHOLDS,
-) -> dict[str, Any]:
-    """AR@1/5/10/100 and AUC (percent) of `proposals` ([n, 3] start, end, score per video) against GT [k, 2].
-
-    Numbers equal `average_recall_vs_avg_nr_proposals` + `ANETproposal.evaluate` of the ActivityNet toolkit:
-    per-video truncation to int(n * ratio) with ratio = max_avg * videos / all proposals of the file,
-    instance-weighted recall at each percentage of the kept proposals (`int` truncation quirk included),
-    AUC = trapezoid(avg recall, proposals per video) / last x. `curve` holds the arrays for `plot_ar_an`.
-    """
-    videos = [name for name, segments in ground_truth.items() if len(segments)]
-    if not videos:
-        raise VisionZooError("evaluate_proposals: the ground truth has no annotated video")
-    total_in_file = sum(len(p) for p in proposals.values())
-    if total_in_file == 0:
-        raise VisionZooError("evaluate_proposals: the proposals hold no segment at all")
-    if not max_avg_nr_proposals:
-        max_avg_nr_proposals = float(total_in_file) / len(videos)
-    ratio = max_avg_nr_proposals * float(len(videos)) / total_in_file
-    thresholds = np.asarray(tiou_thresholds, dtype=np.float64)
-
-    first_hits, kept_counts, missing, total_kept = [], [], 0, 0
-    for name in videos:
-        truth = np.asarray(ground_truth[name], dtype=np.float64).reshape(-1, 2)
-        found = proposals.get(name)
-        if found is None or len(found) == 0:
-            missing += 1
-            first_hits.append(np.zeros((len(thresholds), len(truth)), dtype=np.int64))
-            kept_counts.append(np.zeros(len(truth), dtype=np.int64))  # a cut-off of 0 never matches
-            continue
-        found = np.asarray(found, dtype=np.float64)
-        order = np.argsort(found[:, 2])[::-1]  # pandas Series.argsort()[::-1]: numpy quicksort, reversed
-        kept = min(int(found.shape[0] * ratio), found.shape[0])
-        total_kept += kept
-        segments = found[order][:kept, :2]
-        # segment_iou(target=proposal, candidates=GT) with the toolkit's operation order
-        start, end = (
-            np.maximum(segments[None, :, 0], truth[:, None, 0]),
-            np.minimum(segments[None, :, 1], truth[:, None, 1]),
-        )
-        inter = (end - start).clip(0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            tiou = inter / ((truth[:, 1:] - truth[:, :1]) + (segments[None, :, 1] - segments[None, :, 0]) - inter)
-        hits = tiou[None] >= thresholds[:, None, None]  # [thresholds, GT, kept]
-        first_hits.append(np.where(hits.any(axis=2), hits.argmax(axis=2), kept))
-        kept_counts.append(np.full(len(truth), kept, dtype=np.int64))
-    if missing:
-        warnings.warn(
-            f"{missing} of {len(videos)} ground-truth videos have no proposals; counted as finding nothing",
-            stacklevel=2,
-        )
-    if total_kept == 0:
-        raise VisionZooError("evaluate_proposals: no ground-truth video has proposals")
-
-    pcn = np.arange(1, 101) / 100.0 * (max_avg_nr_proposals * float(len(videos)) / total_kept)
-    first_hit = np.concatenate(first_hits, axis=1)  # [thresholds, instances]
-    kept = np.concatenate(kept_counts)
-    cutoffs = np.minimum((kept[:, None] * pcn[None]).astype(np.int64), kept[:, None])  # [instances, 100]
-    matches = (first_hit[:, :, None] < cutoffs[None]).sum(axis=1)  # [thresholds, 100]
-    recall = matches.astype(np.float64) / float(first_hit.shape[1])
-    avg_recall = recall.mean(axis=0)
-    proposals_per_video = pcn * (float(total_kept) / len(videos))
-    area = np.trapezoid(avg_recall, proposals_per_video)
-    metrics: dict[str, Any] = {f"AR@{n}": 100.0 * float(np.mean(recall[:, n - 1])) for n in AR_AT}
-    metrics["AUC"] = 100.0 * float(area) / proposals_per_video[-1]
-    metrics |= {"videos": len(videos), "instances": int(first_hit.shape[1]), "videos_without_proposals": missing}
-    metrics["curve"] = {
-        "proposals_per_video": proposals_per_video.tolist(),
-        "average_recall": avg_recall.tolist(),
-        "recall": recall.tolist(),
-        "tiou_thresholds": thresholds.tolist(),
-    }
-    return metrics
-
-
-def plot_ar_an(curve: Mapping[str, Any], path: str | Path, title: str = "AR-AN") -> Path:
-    """The AR vs average-number-of-proposals curve (average and per tIoU threshold) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = np.asarray(curve["proposals_per_video"])
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
-    recall = np.asarray(curve["recall"])
-    for threshold, values in zip(curve["tiou_thresholds"], recall, strict=True):
-        ax.plot(x, 100 * values, linewidth=0.8, alpha=0.6, label=f"tIoU {threshold:.2f}")
-    average = 100 * np.asarray(curve["average_recall"])
-    ax.plot(x, average, color="black", linewidth=2.2, label="average")
-    area = 100.0 * float(np.trapezoid(np.asarray(curve["average_recall"]), x)) / x[-1]
-    ax.set(xlabel="average number of proposals per video", ylabel="average recall (%)", xlim=(0, x[-1]), ylim=(0, 100))
-    ax.set_title(f"{title}: AR@100 {average[-1]:.2f}, AUC {area:.2f}")
-    ax.grid(visible=True, alpha=0.3)
-    ax.legend(fontsize=6, ncol=2, loc="lower right")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def run_eval_proposals(ground_truth: Path, proposals: Path, plot: Path | None = None) -> dict[str, Any]:
-    """`visionzoo eval-proposals`: metrics of a proposals JSON against a GT file or BSN directory (no curve)."""
-    metrics = evaluate_proposals(load_ground_truth(ground_truth).segments, load_proposals(proposals))
-    curve = metrics.pop("curve")
-    if plot is not None:
-        metrics["plot"] = str(plot_ar_an(curve, plot))
-    return metrics
+    return {name: segment_array(path, name, items, with_score=True) for name, items in data["results"].items()}

@@ -16,7 +16,7 @@ import torch
 from visionzoo.errors import VisionZooError
 from visionzoo.models.weights import load_checkpoint
 from visionzoo.recipes import get_recipe
-from visionzoo.tasks import anet_eval
+from visionzoo.tasks import postprocess
 from visionzoo.tasks.proposals import ProposalTask
 
 CSV_COLUMNS = ("xmin", "xmax", "xmin_score", "xmax_score", "clr_score", "reg_score", "score")
@@ -40,21 +40,13 @@ def run_demo(recipe_name: str, checkpoint: Path, data: str, video: str | None, o
         conf_map, start, end = model(features[None])
 
     T = recipe.temporal_scale
-    start_index, end_cell = anet_eval.candidate_cells(T)
-    segments = anet_eval.candidate_segments(T)
+    start_index, end_cell = postprocess.candidate_cells(T)
+    segments = postprocess.candidate_segments(T)
     xmin_score, xmax_score = start[0, start_index], end[0, end_cell + 1]
     reg, cls = conf_map[0, 0, start_index, end_cell], conf_map[0, 1, start_index, end_cell]
-    scores = anet_eval.score_candidates(start, end, conf_map)
-    duration = anet_eval.reference_duration(record.duration_second, record.duration_frame)
-    (proposals,) = anet_eval.post_process(
-        scores,
-        [duration],
-        T,
-        recipe.soft_nms_alpha,
-        recipe.soft_nms_low_threshold,
-        recipe.soft_nms_high_threshold,
-        recipe.max_proposals,
-    )
+    scores = postprocess.score_candidates(start, end, conf_map)
+    duration = postprocess.reference_duration(record.duration_second, record.duration_frame)
+    (proposals,) = postprocess.post_process(scores, [duration], T, task.settings)
 
     output.mkdir(parents=True, exist_ok=True)
     csv_path = output / "demo.csv"
@@ -63,7 +55,9 @@ def run_demo(recipe_name: str, checkpoint: Path, data: str, video: str | None, o
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         writer.writerows(columns.tolist())
-    json_path = anet_eval.write_proposals(output / "demo_proposals.json", {anet_eval.video_id(record.name): proposals})
+    json_path = postprocess.write_proposals(
+        output / "demo_proposals.json", {postprocess.video_id(record.name): proposals}
+    )
     png_path = _plot(output / "demo.png", record, start[0], end[0], conf_map[0], proposals, duration)
     return [csv_path, json_path, png_path]
 
