@@ -26,7 +26,8 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_anet_"))
     os.environ["VISIONZOO_CACHE"] = str(work / "cache")
-    from visionzoo.data.activitynet import FEATURE_DIR, ActivityNetFeatures, build_feature_cache, make_anet_demo
+    from visionzoo.data.activitynet import FEATURE_DIR, ActivityNetFeatures, build_feature_cache
+    from visionzoo.data.builtin.anet_demo import make_anet_demo
 
     try:
         n, scale, dim = args.videos, args.temporal_scale, args.feat_dim

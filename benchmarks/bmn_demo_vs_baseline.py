@@ -16,7 +16,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import markdown_table, write_section  # noqa: E402
 
-from visionzoo.data.activitynet import demo_data_dir, load_annotations, select_subset  # noqa: E402
+from visionzoo.data.activitynet import load_annotations, select_subset  # noqa: E402
+from visionzoo.data.builtin.anet_demo import demo_data_dir  # noqa: E402
 from visionzoo.tasks import anet_metrics, postprocess  # noqa: E402
 
 KEYS = ("AR@1", "AR@5", "AR@10", "AR@100", "AUC")

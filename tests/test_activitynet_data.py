@@ -18,9 +18,9 @@ from visionzoo.data.activitynet import (
     VIDEO_INFO,
     ActivityNetFeatures,
     load_annotations,
-    make_anet_demo,
     select_subset,
 )
+from visionzoo.data.builtin.anet_demo import make_anet_demo
 from visionzoo.errors import VisionZooError
 
 T, D = 8, 6

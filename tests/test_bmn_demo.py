@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from visionzoo.cli import main
-from visionzoo.data.activitynet import make_anet_demo
+from visionzoo.data.builtin.anet_demo import make_anet_demo
 from visionzoo.models import create_model
 
 

@@ -611,7 +611,7 @@ def test_real_validation_ground_truth_and_sliding_window_baseline() -> None:
 
 def tiny_recipe(**changes) -> ProposalRecipe:
     return ProposalRecipe(
-        name="tiny", model="bmn", dataset="activitynet", temporal_scale=16, feat_dim=8, num_sample=4, **changes
+        name="tiny", model="bmn", data_format="activitynet", temporal_scale=16, feat_dim=8, num_sample=4, **changes
     )
 
 

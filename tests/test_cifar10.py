@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from visionzoo.data.builtin.digits import make_digits
 from visionzoo.data.cifar10 import TEST_FILE, TRAIN_FILES, Cifar10, read_batch
-from visionzoo.data.digits import make_digits
 from visionzoo.errors import VisionZooError
 
 

@@ -206,3 +206,14 @@ def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"visionzoo: error: --output {blocker / 'run'}: cannot write there (Not a directory)"
     ]
+
+
+def test_the_old_dataset_key_is_read_as_data_format_with_a_deprecation_line(
+    capsys: pytest.CaptureFixture[str], tiny_cifar: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "old.yaml"
+    config.write_text(yaml.safe_dump({"dataset": "cifar10"}))
+    out = tmp_path / "run"
+    assert main(_train(tiny_cifar, out, "--config", str(config))) == 0
+    assert "'dataset' is now called 'data_format'" in capsys.readouterr().err
+    assert yaml.safe_load((out / "config.yaml").read_text())["data_format"] == "cifar10"

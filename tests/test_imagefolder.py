@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from visionzoo.data.imagefolder import ImageFolderDataset, build_imagefolder_datasets, make_imagefolder
+from visionzoo.data.builtin.imagefolder_demo import make_imagefolder
+from visionzoo.data.imagefolder import ImageFolderDataset, build_imagefolder_datasets
 from visionzoo.data.transforms import (
     EvalTransform,
     TrainTransform,
@@ -19,12 +20,18 @@ from visionzoo.data.transforms import (
 )
 from visionzoo.errors import VisionZooError
 from visionzoo.recipes.base import ClassificationRecipe
+from visionzoo.tasks.classification import eval_transform, train_transform
 
 CLASSES, PER_CLASS, VAL_PER_CLASS = 3, 3, 2
 
 
 def recipe(**changes) -> ClassificationRecipe:
     return ClassificationRecipe(num_classes=CLASSES, img_size=32, color_jitter=0.4, **changes)
+
+
+def build(folder: Path, **changes) -> tuple[ImageFolderDataset, ImageFolderDataset]:
+    r = recipe(**changes)
+    return build_imagefolder_datasets(folder, train_transform(r), eval_transform(r), seed=r.seed, strict=r.strict_data)
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +129,7 @@ def test_generated_layout_and_determinism(generated, tmp_path):
 
 
 def test_items_deterministic_per_key_and_vary_by_epoch(generated):
-    train, val = build_imagefolder_datasets(recipe(), generated)
+    train, val = build(generated)
     assert (len(train), len(val)) == (CLASSES * PER_CLASS, CLASSES * VAL_PER_CLASS)
     assert train.class_names == val.class_names == ["c0_disc", "c1_ring", "c2_square"]
     image, label = train[(4, 0)]
@@ -142,7 +149,7 @@ def test_classes_plain_sorted_hidden_ignored_extensions_any_case(tmp_path):
         (tmp_path / "train" / name / file).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (20, 20)).save(tmp_path / "train" / name / file, format="PNG" if "Png" in file else "JPEG")
     (tmp_path / "train" / "class10" / "notes.txt").write_text("not an image")
-    dataset = ImageFolderDataset(tmp_path, "train", recipe(), train=True)
+    dataset = ImageFolderDataset(tmp_path, "train", train_transform(recipe()))
     assert dataset.class_names == ["class10", "class2", "class9"]  # torchvision order, not timm's natural order
     assert [dataset.path(i).name for i in range(len(dataset))] == ["a.JPEG", "c.jpg", "b.Png"]
     assert dataset.labels.tolist() == [0, 1, 2]
@@ -162,47 +169,47 @@ def flatten_val(folder: Path) -> dict[str, str]:
 def test_flat_val_with_label_file(folder):
     truth = flatten_val(folder)
     with pytest.raises(VisionZooError, match="no class folders and no label file"):
-        build_imagefolder_datasets(recipe(), folder)
+        build(folder)
     (folder / "val_labels.txt").write_text("".join(f"{name} {cls}\n" for name, cls in truth.items()))
-    train, val = build_imagefolder_datasets(recipe(), folder)
+    train, val = build(folder)
     assert {val.path(i).name: val.class_names[val.labels[i]] for i in range(len(val))} == truth
     assert val[(0, 0)][0].shape == (3, 32, 32)
     # Kaggle LOC_val_solution.csv: header, stems without extension, label followed by box coordinates
     (folder / "val_labels.txt").unlink()
     rows = "".join(f"{name.rsplit('.', 1)[0]},{cls} 1 2 30 40 {cls} 3 4 5 6\n" for name, cls in truth.items())
     (folder / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + rows)
-    _, val = build_imagefolder_datasets(recipe(), folder)
+    _, val = build(folder)
     assert {val.path(i).name: val.class_names[val.labels[i]] for i in range(len(val))} == truth
     # Caffe val.txt: 0-based indices in sorted class order; a missing entry is named
     (folder / "LOC_val_solution.csv").unlink()
     lines = [f"{name} {train.class_names.index(cls)}\n" for name, cls in truth.items()]
     (folder / "val" / "val.txt").write_text("".join(lines[1:]))
     with pytest.raises(VisionZooError, match=f"no label for 1 of the {len(truth)} images"):
-        build_imagefolder_datasets(recipe(), folder)
+        build(folder)
     (folder / "val" / "val.txt").write_text("".join(lines))
-    _, val = build_imagefolder_datasets(recipe(), folder)
+    _, val = build(folder)
     assert {val.path(i).name: val.class_names[val.labels[i]] for i in range(len(val))} == truth
 
 
 def test_class_mismatch_and_missing_dirs_name_the_problem(folder):
     (folder / "val" / "c1_ring").rename(folder / "val" / "c1_circle")
     with pytest.raises(VisionZooError, match=r"only in val: c1_circle; only in train: c1_ring"):
-        build_imagefolder_datasets(recipe(), folder)
+        build(folder)
     shutil.rmtree(folder / "val")
     with pytest.raises(VisionZooError, match=rf"{folder / 'val'}: no such directory"):
-        build_imagefolder_datasets(recipe(), folder)
+        build(folder)
     for image in (folder / "train" / "c2_square").iterdir():
         image.unlink()
     with pytest.raises(VisionZooError, match=rf"{folder / 'train' / 'c2_square'}: class folder without images"):
-        build_imagefolder_datasets(recipe(), folder)
+        build(folder)
     with pytest.raises(VisionZooError, match="no such directory"):
-        build_imagefolder_datasets(recipe(), folder / "nope")
+        build(folder / "nope")
 
 
 def test_corrupt_image_is_skipped_with_one_warning_or_fails_when_strict(folder, caplog):
     victim = sorted((folder / "train" / "c0_disc").iterdir())[1]
     victim.write_bytes(victim.read_bytes()[:200])  # truncated JPEG
-    train, _ = build_imagefolder_datasets(recipe(), folder)
+    train, _ = build(folder)
     index = [train.path(i) for i in range(len(train))].index(victim)
     with caplog.at_level(logging.WARNING, logger="visionzoo.data.imagefolder"):
         assert train[(index, 0)] is None and train[(index, 1)] is None
@@ -210,7 +217,7 @@ def test_corrupt_image_is_skipped_with_one_warning_or_fails_when_strict(folder, 
     assert len(messages) == 1 and str(victim) in messages[0]
     assert train.skipped_files == {str(victim)}
     assert train[(index + 1, 0)] is not None
-    strict, _ = build_imagefolder_datasets(recipe(strict_data=True), folder)
+    strict, _ = build(folder, strict_data=True)
     with pytest.raises(VisionZooError, match=victim.name):
         strict[(index, 0)]
 

@@ -75,18 +75,19 @@ def folder_run(tmp_path: Path) -> Path:
 
 def test_image_preprocessing_is_the_evaluation_pipeline(tmp_path: Path) -> None:
     from visionzoo.data.imagefolder import ImageFolderDataset
+    from visionzoo.tasks.classification import eval_transform
 
     recipe = ClassificationRecipe(model="tiny_test_net", img_size=40, crop_pct=0.8, interpolation="bicubic")
     write_images(tmp_path / "val" / "only")
-    val = ImageFolderDataset(tmp_path, "val", recipe, train=False)
-    card = card_from_recipe(recipe.replace(dataset="imagefolder"))
+    val = ImageFolderDataset(tmp_path, "val", eval_transform(recipe))
+    card = card_from_recipe(recipe.replace(data_format="imagefolder"))
     for index in range(len(val)):
         image, _ = val[(index, 0)]
         assert torch.equal(load_image(val.path(index), card), image)
 
     pixels = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "cifar.png")
-    cifar = card_from_recipe(recipe.replace(dataset="cifar10", img_size=32, crop_pct=1.0))
+    cifar = card_from_recipe(recipe.replace(data_format="cifar10", img_size=32, crop_pct=1.0))
     assert torch.equal(load_image(tmp_path / "cifar.png", cifar), torch.from_numpy(pixels).permute(2, 0, 1))
     Image.fromarray(pixels).resize((64, 40)).save(tmp_path / "wide.png")  # resized whole, not cropped
     assert load_image(tmp_path / "wide.png", cifar).shape == (3, 32, 32)
@@ -112,7 +113,7 @@ def test_classifier_predictions_agree_between_checkpoint_and_onnx(tmp_path: Path
 
     # The checkpoint's answer, computed by hand from the evaluation transform and the task's normalisation.
     model = create_model("tiny_test_net", num_classes=len(CLASSES), pretrained=str(checkpoint)).eval()
-    card = card_from_recipe(ClassificationRecipe(dataset="imagefolder", img_size=48, interpolation="bicubic"))
+    card = card_from_recipe(ClassificationRecipe(data_format="imagefolder", img_size=48, interpolation="bicubic"))
     mean, std = torch.tensor(card.preprocessing["mean"]) * 255, torch.tensor(card.preprocessing["std"]) * 255
     image = load_image(images[1], card).float()
     with torch.no_grad():

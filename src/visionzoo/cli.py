@@ -75,7 +75,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
         ref = ", ".join(f"{k} {v}" for k, v in r.reference.items())
         print(f"{r.name}\n  {r.description}  [seed: {r.seed_doc}]")
         print(
-            f"  model {r.model}, dataset {r.dataset} (default data: {r.data}), {r.epochs} epochs, "
+            f"  model {r.model}, data {r.data_format} (default: {r.data}), {r.epochs} epochs, "
             f"batch {r.batch_size}/device, {r.optimizer} lr {r.lr}"
             + (f" at batch {r.lr_base_batch}" if r.lr_base_batch else "")
             + f", wd {r.weight_decay}, sched {r.sched}, amp {r.amp}"
@@ -131,15 +131,15 @@ def cmd_bench(recipe, args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     if args.data_command == "make-digits":
-        from visionzoo.data.digits import make_digits
+        from visionzoo.data.builtin.digits import make_digits
 
         path = make_digits(args.out)
     elif args.data_command == "make-anet-demo":
-        from visionzoo.data.activitynet import make_anet_demo
+        from visionzoo.data.builtin.anet_demo import make_anet_demo
 
         path = make_anet_demo(args.out, videos=args.videos, seed=args.seed)
     else:
-        from visionzoo.data.imagefolder import make_imagefolder
+        from visionzoo.data.builtin.imagefolder_demo import make_imagefolder
 
         path = make_imagefolder(
             args.out, classes=args.classes, per_class=args.per_class, size=args.size, seed=args.seed

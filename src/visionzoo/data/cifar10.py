@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from visionzoo.data.sampling import SampleKey, sample_rng
+from visionzoo.data.transforms import random_pad_crop
 from visionzoo.errors import VisionZooError
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -106,10 +107,7 @@ class Cifar10(Dataset):
         if self.train:
             rng = sample_rng(self.seed, epoch, index)
             if self.padding:
-                pad = self.padding
-                padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
-                top, left = rng.integers(0, 2 * pad + 1, size=2)
-                image = padded[top : top + 32, left : left + 32]
+                image = random_pad_crop(image, self.padding, rng)
             if rng.random() < self.hflip:
                 image = image[:, ::-1]
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), int(self.labels[index])

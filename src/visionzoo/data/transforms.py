@@ -127,6 +127,14 @@ def color_jitter(image: Image.Image, strength: float, rng: np.random.Generator) 
     return image
 
 
+def random_pad_crop(image: np.ndarray, padding: int, rng: np.random.Generator) -> np.ndarray:
+    """A random crop of the image's own size out of it zero-padded by `padding` pixels (the CIFAR recipe)."""
+    height, width = image.shape[:2]
+    padded = np.pad(image, ((padding, padding), (padding, padding), (0, 0)))
+    top, left = rng.integers(0, 2 * padding + 1, size=2)
+    return padded[top : top + height, left : left + width]
+
+
 def to_chw_tensor(image: Image.Image | np.ndarray, hflip: bool = False) -> torch.Tensor:
     array = np.asarray(image, dtype=np.uint8)
     if hflip:
@@ -187,10 +195,7 @@ class TrainTransform:
             box = eval_crop_box(*image.size, self.img_size, 1.0 if self.crop == "pad" else self.crop_pct)
         out = resize_crop(image, box, size, self.interpolation, self.draft)
         if self.crop == "pad" and self.padding:
-            pad = self.padding
-            padded = np.pad(np.asarray(out), ((pad, pad), (pad, pad), (0, 0)))
-            top, left = rng.integers(0, 2 * pad + 1, size=2)
-            out = Image.fromarray(padded[top : top + self.img_size, left : left + self.img_size])
+            out = Image.fromarray(random_pad_crop(np.asarray(out), self.padding, rng))
         flip = bool(rng.random() < self.hflip)
         if self.jitter > 0:
             out = color_jitter(out, self.jitter, rng)

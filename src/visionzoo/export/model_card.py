@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
-import yaml
 
 from visionzoo.errors import VisionZooError
 from visionzoo.recipes.base import ClassificationRecipe, ProposalRecipe, Recipe
+from visionzoo.recipes.overrides import merge_values, read_yaml_mapping
 from visionzoo.tasks.postprocess import SoftNMSSettings
 
 CARD_FORMAT = "visionzoo-model-card-v1"
@@ -115,7 +115,7 @@ def card_from_recipe(recipe: Recipe) -> ModelCard:
         input_shape=[3, recipe.img_size, recipe.img_size],
         preprocessing={
             # CIFAR-10 loaders see whole 32x32 images: new images are resized whole; folders use the eval crop.
-            "resize": "whole" if recipe.dataset == "cifar10" else "eval_crop",
+            "resize": "whole" if recipe.data_format == "cifar10" else "eval_crop",
             "img_size": recipe.img_size,
             "crop_pct": recipe.crop_pct,
             "interpolation": recipe.interpolation,
@@ -150,33 +150,29 @@ def _recipe_for(name: str) -> Recipe:
 
 def _apply_run_config(recipe: Recipe, config_file: Path) -> Recipe:
     """The recipe as that run trained it: the fields of its config.yaml that the recipe type knows."""
-    try:
-        config = yaml.safe_load(config_file.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise VisionZooError(f"{config_file}: unreadable run config ({err})") from None
-    if not isinstance(config, dict) or config.get("model") != recipe.model:
+    config = read_yaml_mapping(config_file, "run config")
+    if config.get("model") != recipe.model:
         return recipe  # another model's run: its settings say nothing about this one
-    known = {f.name for f in dataclasses.fields(recipe)}
-    return recipe.replace(**{k: v for k, v in config.items() if k in known and k not in ("name", "reference")})
+    return merge_values(recipe, config, str(config_file), strict=False)
 
 
-def class_names_of_data(dataset: str, data: str) -> list[str] | None:
+def class_names_of_data(data_format: str, data: str) -> list[str] | None:
     """Class names of a CIFAR-10 or image-folder dataset as its loader numbers them, if it exists here.
 
-    Read cheaply (the meta file, the train folder names); a demo dataset is never generated for this.
+    Read cheaply (the meta file, the train folder names); a built-in dataset is never generated for this.
     """
-    if dataset == "cifar10":
+    from visionzoo.data.builtin import resolve_data
+
+    if data_format not in ("cifar10", "imagefolder") or not data:
+        return None
+    root = resolve_data(data, data_format, make=False)
+    if data_format == "cifar10":
         from visionzoo.data.cifar10 import META_FILE, read_class_names
-        from visionzoo.data.digits import digits_dir
 
-        root = digits_dir(make=False) if data == "digits" else Path(data)
         return read_class_names(root) if (root / META_FILE).is_file() else None
-    if dataset == "imagefolder":
-        from visionzoo.data.imagefolder import demo_imagefolder_dir, find_classes
+    from visionzoo.data.imagefolder import find_classes
 
-        root = demo_imagefolder_dir(make=False) if data == "imagefolder-demo" else Path(data)
-        return find_classes(root / "train") or None if (root / "train").is_dir() else None
-    return None
+    return find_classes(root / "train") or None if (root / "train").is_dir() else None
 
 
 def _run_metrics(summary_file: Path) -> dict[str, Any] | None:
@@ -223,8 +219,8 @@ def resolve_card(name: str, checkpoint: str | Path | None = None, img_size: int 
         shipped.export = {"checkpoint": str(checkpoint)}
         return shipped
     if card.task == "classification":
-        if isinstance(recipe, ClassificationRecipe) and recipe.dataset:
-            card.class_names = class_names_of_data(recipe.dataset, str(recipe.data))
+        if isinstance(recipe, ClassificationRecipe) and recipe.data_format:
+            card.class_names = class_names_of_data(recipe.data_format, str(recipe.data))
         if checkpoint is not None and not recipe.name:
             found = _num_classes_in(checkpoint, card)
             if found is not None:

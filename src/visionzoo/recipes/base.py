@@ -23,8 +23,8 @@ class Recipe:
     model: str = ""
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     pretrained: str | None = None
-    dataset: str = ""
-    data: str = ""
+    data_format: str = ""  # the on-disk format the task reads: cifar10 | imagefolder | activitynet
+    data: str = ""  # a folder in that format, or a built-in dataset's name (visionzoo.data.builtin)
 
     epochs: int = 1
     batch_size: int = 32  # per device (process); the global batch is batch_size x world size

@@ -19,7 +19,7 @@ _PUBLISHED = {  # JJBOY README (a92c1d7), ActivityNet-1.3 validation, CUHK TSN f
 
 _COMMON = dict(
     model="bmn",
-    dataset="activitynet",
+    data_format="activitynet",
     data="demo",
     optimizer="adam",
     weight_decay=1e-4,

@@ -27,7 +27,7 @@ RECIPES = [
             "images_per_sec_1_device": 1378.8,
         },
         model="ghostnet_100",
-        dataset="imagefolder",
+        data_format="imagefolder",
         data="imagefolder-demo",
         num_classes=1000,
         img_size=224,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import types
 import typing
 from pathlib import Path
@@ -14,8 +15,11 @@ import yaml
 from visionzoo.errors import VisionZooError
 from visionzoo.recipes.base import Recipe
 
+logger = logging.getLogger(__name__)
+
 _FIXED = {"name", "task", "description", "seed_doc", "reference"}  # identity of a recipe, not settings
-_ALIASES = {"batch_size": ["-b"], "workers": ["-j"]}
+_ALIASES = {"batch_size": ["-b"], "workers": ["-j"], "data_format": ["--dataset"]}
+_RENAMED = {"dataset": "data_format"}  # old YAML key -> field
 
 
 def _flag(name: str) -> str:
@@ -70,21 +74,42 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, recipe: Recipe) -> Non
             group.add_argument(*flags, type=convert, metavar=getattr(inner, "__name__", "VALUE").upper(), **common)
 
 
-def apply_yaml(recipe: Recipe, path: Path) -> Recipe:
-    if not path.is_file():
-        raise VisionZooError(f"--config {path}: no such file")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise VisionZooError(f"--config {path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(values, dict):
-        raise VisionZooError(f"--config {path}: expected a mapping of recipe fields")
+def merge_values(recipe: Recipe, values: dict[str, Any], source: str, strict: bool = True) -> Recipe:
+    """`recipe` with `values` of a YAML file applied: the one set of rules for `--config` files and for the
+    config.yaml of a run (which model cards read).
+
+    Renamed fields are read under their new name, with a deprecation line. With `strict` (a user's config) an
+    unknown key is an error; without it (a run's config.yaml also records world size, global batch, ...) it
+    is ignored. Identity fields (name, reference, ...) are never taken from a file.
+    """
+    values = dict(values)
+    for old, new in _RENAMED.items():
+        if old in values:
+            logger.warning("%s: '%s' is now called '%s' (read as such; rename it)", source, old, new)
+            value = values.pop(old)
+            values.setdefault(new, value)
     fields = settable_fields(type(recipe))
     unknown = sorted(set(values) - set(fields) - _FIXED)
-    if unknown:
-        raise VisionZooError(f"--config {path}: unknown field(s) {', '.join(unknown)} for recipe {recipe.name}")
-    values = {k: v for k, v in values.items() if k in fields}
-    return recipe.replace(**values)
+    if unknown and strict:
+        raise VisionZooError(f"{source}: unknown field(s) {', '.join(unknown)} for recipe {recipe.name}")
+    return recipe.replace(**{k: v for k, v in values.items() if k in fields})
+
+
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file holding a mapping, or one error line naming it."""
+    if not path.is_file():
+        raise VisionZooError(f"{what} {path}: no such file")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise VisionZooError(f"{what} {path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise VisionZooError(f"{what} {path}: expected a mapping of recipe fields")
+    return values
+
+
+def apply_yaml(recipe: Recipe, path: Path) -> Recipe:
+    return merge_values(recipe, read_yaml_mapping(path, "--config"), f"--config {path}")
 
 
 def apply_arguments(recipe: Recipe, args: argparse.Namespace) -> Recipe:

@@ -27,7 +27,7 @@ RECIPES = [
             "ascend310_ms_per_image": 4.83,
         },
         model="resnet50_bam",
-        dataset="imagefolder",
+        data_format="imagefolder",
         data="imagefolder-demo",
         num_classes=1000,
         img_size=224,

@@ -15,26 +15,46 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from visionzoo.data.builtin import resolve_data
+from visionzoo.data.transforms import EvalTransform, TrainTransform
 from visionzoo.errors import VisionZooError
 from visionzoo.models import create_model
 from visionzoo.recipes.base import ClassificationRecipe
 from visionzoo.tasks.base import Batch, EvalResult, Gather
 
 
-def build_classification_datasets(recipe: ClassificationRecipe) -> tuple[Dataset, Dataset]:
-    if recipe.dataset == "cifar10":
-        from visionzoo.data.cifar10 import Cifar10
-        from visionzoo.data.digits import digits_dir
+def train_transform(recipe: ClassificationRecipe) -> TrainTransform:
+    return TrainTransform(
+        img_size=recipe.img_size,
+        crop=recipe.train_crop,
+        scale=(recipe.rrc_scale[0], recipe.rrc_scale[1]),
+        ratio=(recipe.rrc_ratio[0], recipe.rrc_ratio[1]),
+        padding=recipe.crop_padding,
+        crop_pct=recipe.crop_pct,
+        hflip=recipe.hflip,
+        jitter=recipe.color_jitter,
+        interpolation=recipe.interpolation,
+    )
 
-        root = digits_dir() if recipe.data == "digits" else Path(recipe.data)
+
+def eval_transform(recipe: ClassificationRecipe) -> EvalTransform:
+    return EvalTransform(recipe.img_size, recipe.crop_pct, recipe.interpolation)
+
+
+def build_classification_datasets(recipe: ClassificationRecipe) -> tuple[Dataset, Dataset]:
+    root = resolve_data(recipe.data, recipe.data_format)
+    if recipe.data_format == "cifar10":
+        from visionzoo.data.cifar10 import Cifar10
+
         padding = recipe.crop_padding if recipe.train_crop == "pad" else 0
         train = Cifar10(root, train=True, seed=recipe.seed, padding=padding, hflip=recipe.hflip)
         return train, Cifar10(root, train=False)
-    if recipe.dataset == "imagefolder":
+    if recipe.data_format == "imagefolder":
         from visionzoo.data.imagefolder import build_imagefolder_datasets
 
-        return build_imagefolder_datasets(recipe, recipe.data)
-    raise VisionZooError(f"--dataset {recipe.dataset}: expected cifar10 or imagefolder")
+        transforms = train_transform(recipe), eval_transform(recipe)
+        return build_imagefolder_datasets(root, *transforms, seed=recipe.seed, strict=recipe.strict_data)
+    raise VisionZooError(f"--data-format {recipe.data_format}: expected cifar10 or imagefolder")
 
 
 def class_names_of(dataset: Dataset) -> list[str] | None:

@@ -16,6 +16,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from visionzoo.data.activitynet import ActivityNetFeatures, VideoRecord
+from visionzoo.data.builtin import resolve_data
 from visionzoo.errors import VisionZooError
 from visionzoo.models import create_model
 from visionzoo.recipes.base import ProposalRecipe
@@ -65,12 +66,10 @@ class ProposalTask:
         return create_model(r.model, pretrained=r.pretrained, **kwargs)
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
-        from visionzoo.data.activitynet import demo_data_dir
-
         r = self.recipe
-        if r.dataset != "activitynet":
-            raise VisionZooError(f"--dataset {r.dataset}: the proposals task reads activitynet")
-        root = demo_data_dir(temporal_scale=r.temporal_scale, feat_dim=r.feat_dim) if r.data == "demo" else Path(r.data)
+        if r.data_format != "activitynet":
+            raise VisionZooError(f"--data-format {r.data_format}: the proposals task reads activitynet")
+        root = resolve_data(r.data, r.data_format, temporal_scale=r.temporal_scale, feat_dim=r.feat_dim)
         train, val = (
             ActivityNetFeatures(root, subset, r.temporal_scale, r.feat_dim, r.video_info, r.video_anno, r.feature_dir)
             for subset in ("train", "validation")
