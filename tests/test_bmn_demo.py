@@ -1,4 +1,4 @@
-"""`visionzoo demo bmn` writes the seed demo's three outputs for one video, and eval writes proposals + plot."""
+"""`visionzoo demo` writes the seed demo's three outputs for one video, and eval writes proposals + plot."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_demo_writes_candidates_proposals_and_plot(tmp_path: Path) -> None:
     weights = tmp_path / "bmn.safetensors"
     save_file(create_model("bmn").state_dict(), str(weights))
     out = tmp_path / "demo"
-    assert main(["demo", "bmn", "--checkpoint", str(weights), "--data", str(data), "--output", str(out)]) == 0
+    assert main(["demo", "--checkpoint", str(weights), "--data", str(data), "--output", str(out)]) == 0
 
     with open(out / "demo.csv") as handle:
         rows = list(csv.DictReader(handle))

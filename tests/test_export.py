@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -12,19 +11,17 @@ import pytest
 import torch
 import yaml
 
+from visionzoo.cli import main
 from visionzoo.errors import VisionZooError
-from visionzoo.export.cli_commands import add_export_parser, run_export
 from visionzoo.export.model_card import ModelCard, card_from_recipe, card_path, read_card, resolve_card
 from visionzoo.export.onnx import (
-    EXPORT_OVERRIDES,
     RELATIVE_TOLERANCE,
     compare,
     export_onnx,
-    onnx_batch_dim,
     read_onnx_card,
     torch_outputs,
 )
-from visionzoo.export.predict import OnnxRuntime
+from visionzoo.export.runtime import OnnxRuntime, onnx_batch_dim
 from visionzoo.models import create_model, list_models
 from visionzoo.recipes.base import ClassificationRecipe, ProposalRecipe
 
@@ -43,10 +40,9 @@ def small_card(name: str) -> ModelCard:
     return card_from_recipe(ClassificationRecipe(model=name, num_classes=10, img_size=32))
 
 
-def export_args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_export_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["export", *argv])
+def export(*argv: str) -> int:
+    """`visionzoo export ...` as a user runs it."""
+    return main(["export", *argv])
 
 
 @pytest.mark.numerics
@@ -54,10 +50,8 @@ def export_args(*argv: str) -> argparse.Namespace:
 def test_every_model_matches_pytorch_in_onnxruntime_at_batch_1_and_3(name: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     card = small_card(name)
-    reference = card.build_model()  # as training builds it (BMN: the default sparse BM layer)
-    exportable = card.build_model(**EXPORT_OVERRIDES.get(name, {}))
-    exportable.load_state_dict(reference.state_dict())  # the same weights, whatever the formulation
-    result = export_onnx(exportable, card, tmp_path / f"{name}.onnx", dynamic_batch=True, reference_model=reference)
+    model = card.build_model()  # as training builds it (BMN: sparse when run, its GEMM form when exported)
+    result = export_onnx(model, card, tmp_path / f"{name}.onnx", dynamic_batch=True)
 
     assert result.exporter == "torchscript"  # the legacy exporter works for every model in torch 2.13
     assert onnx_batch_dim(result.path) == "batch"
@@ -70,7 +64,7 @@ def test_every_model_matches_pytorch_in_onnxruntime_at_batch_1_and_3(name: str, 
     assert result.max_rel < RELATIVE_TOLERANCE
     stored = read_onnx_card(result.path)
     assert stored.model == name and stored.export["exporter"] == "torchscript" and stored.export["opset"] == 17
-    assert stored.model_kwargs == card.model_kwargs  # the card, not the export-only bm_impl override
+    assert stored.model_kwargs == card.model_kwargs
 
 
 @pytest.mark.numerics
@@ -140,8 +134,8 @@ def make_run_dir(tmp_path: Path, tiny_cifar: Path) -> Path:
 def test_safetensors_export_round_trips_with_its_model_card(tmp_path: Path, tiny_cifar: Path) -> None:
     run_dir = make_run_dir(tmp_path, tiny_cifar)
     out = tmp_path / "export" / "tiny.safetensors"
-    assert run_export(export_args("tiny_test_net", "--checkpoint", str(run_dir / "best.safetensors"),
-                                  "--format", "safetensors", "--output", str(out))) == 0  # fmt: skip
+    assert export("tiny_test_net", "--checkpoint", str(run_dir / "best.safetensors"),
+                                  "--format", "safetensors", "--output", str(out)) == 0  # fmt: skip
 
     card = read_card(card_path(out))
     assert card.model == "tiny_test_net" and card.task == "classification"
@@ -174,8 +168,8 @@ def test_bare_model_name_takes_the_class_count_from_the_checkpoint(tmp_path: Pat
     path = tmp_path / "seven.pt"
     torch.save(create_model("tiny_test_net", num_classes=7).state_dict(), path)
     out = tmp_path / "seven.onnx"
-    assert run_export(export_args("tiny_test_net", "--checkpoint", str(path), "--img-size", "40",
-                                  "--dynamic-batch", "--output", str(out))) == 0  # fmt: skip
+    assert export("tiny_test_net", "--checkpoint", str(path), "--img-size", "40",
+                                  "--dynamic-batch", "--output", str(out)) == 0  # fmt: skip
     card = read_onnx_card(out)
     assert card.model_kwargs["num_classes"] == 7 and card.input_shape == [3, 40, 40]
     assert read_card(card_path(out)).export["dynamic_batch"] is True
@@ -183,14 +177,14 @@ def test_bare_model_name_takes_the_class_count_from_the_checkpoint(tmp_path: Pat
     assert logits.shape == (2, 7)
 
 
-def test_bmn_export_records_the_matmul_formulation_and_matches_sparse(tmp_path: Path) -> None:
+def test_bmn_exports_its_gemm_formulation_which_matches_the_sparse_one(tmp_path: Path) -> None:
     run_dir = tmp_path / "bmn_run"
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"model": "bmn", "temporal_scale": 12, "feat_dim": 16}))
     torch.manual_seed(0)
     torch.save(create_model("bmn", temporal_scale=12, feat_dim=16).state_dict(), run_dir / "last.pt")
     out = tmp_path / "bmn.onnx"
-    assert run_export(export_args("bmn", "--checkpoint", str(run_dir / "last.pt"), "--output", str(out))) == 0
+    assert export("bmn", "--checkpoint", str(run_dir / "last.pt"), "--output", str(out)) == 0
     card = read_onnx_card(out)
     assert card.input_shape == [16, 12] and "bm_impl" not in card.model_kwargs
     x = torch.rand(1, 16, 12)
@@ -201,13 +195,13 @@ def test_bmn_export_records_the_matmul_formulation_and_matches_sparse(tmp_path: 
 
 
 def test_missing_onnxruntime_ends_with_one_line_naming_the_extra(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "w.pt"
     torch.save(create_model("tiny_test_net").state_dict(), path)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
-    with pytest.raises(VisionZooError) as raised:
-        run_export(export_args("tiny_test_net", "--checkpoint", str(path)))
-    message = str(raised.value)
-    assert "\n" not in message and "onnxruntime is not installed" in message and "visionzoo[onnx]" in message
+    capsys.readouterr()
+    assert export("tiny_test_net", "--checkpoint", str(path)) == 2
+    (message,) = capsys.readouterr().err.strip().splitlines()
+    assert "onnxruntime is not installed" in message and "visionzoo[onnx]" in message
     assert not (tmp_path / "w.onnx").exists()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -14,8 +14,7 @@ import yaml
 from numerics import assert_close
 from PIL import Image
 
-from visionzoo.errors import VisionZooError
-from visionzoo.export.cli_commands import add_export_parser, add_predict_parser, run_export, run_predict
+from visionzoo.cli import main
 from visionzoo.export.model_card import card_from_recipe
 from visionzoo.export.predict import load_image, read_durations
 from visionzoo.models import create_model
@@ -31,12 +30,16 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    add_export_parser(sub)
-    add_predict_parser(sub)
-    args = parser.parse_args(list(argv))
-    return (run_export if args.command == "export" else run_predict)(args)
+    """The command as a user runs it."""
+    return main(list(argv))
+
+
+def cli_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """The one error line of a command that must fail with exit status 2."""
+    capsys.readouterr()
+    assert cli(*argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    return line
 
 
 def write_images(folder: Path) -> list[Path]:
@@ -190,10 +193,12 @@ def test_bmn_without_durations_reports_fractions_of_the_feature_span(tmp_path: P
     np.testing.assert_array_equal(seconds[:, 2], unit[:, 2])
 
 
-def test_bmn_rejects_features_of_another_shape(tmp_path: Path, bmn_run: Path) -> None:
+def test_bmn_rejects_features_of_another_shape(
+    tmp_path: Path, bmn_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_features(tmp_path / "features", ["v_long"], 20, 32)
-    with pytest.raises(VisionZooError, match="expected temporal_scale=16"):
-        cli("predict", "bmn", "--checkpoint", str(bmn_run / "last.pt"), str(tmp_path / "features"))
+    line = cli_error(capsys, "predict", "bmn", "--checkpoint", str(bmn_run / "last.pt"), str(tmp_path / "features"))
+    assert "expected temporal_scale=16" in line
 
 
 @pytest.mark.skipif(not (SHARED_ACTIVITYNET / "video_info_new.csv").is_file(), reason="ActivityNet files absent")
@@ -206,16 +211,18 @@ def test_durations_from_the_real_info_csv_and_annotations_agree() -> None:
 
 
 def test_predict_onnx_without_onnxruntime_says_what_to_install(
-    tmp_path: Path, folder_run: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, folder_run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     onnx_file = tmp_path / "model.onnx"
     assert cli("export", "tiny_test_net", "--checkpoint", str(folder_run / "best.pt"), "--output", str(onnx_file)) == 0
     images = write_images(tmp_path / "images")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    with pytest.raises(VisionZooError, match=r"onnxruntime is not installed.*pip install 'visionzoo\[onnx\]'"):
-        cli("predict", "tiny_test_net", "--onnx", str(onnx_file), str(images[0]))
+    line = cli_error(capsys, "predict", "tiny_test_net", "--onnx", str(onnx_file), str(images[0]))
+    assert re.search(r"onnxruntime is not installed.*pip install 'visionzoo\[onnx\]'", line)
 
 
-def test_predict_names_a_missing_input(tmp_path: Path, folder_run: Path) -> None:
-    with pytest.raises(VisionZooError, match="nowhere.png: no such file or folder"):
-        cli("predict", "tiny_test_net", "--checkpoint", str(folder_run / "best.pt"), str(tmp_path / "nowhere.png"))
+def test_predict_names_a_missing_input(tmp_path: Path, folder_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = str(tmp_path / "nowhere.png")
+    assert "nowhere.png: no such file or folder" in cli_error(
+        capsys, "predict", "tiny_test_net", "--checkpoint", str(folder_run / "best.pt"), missing
+    )

@@ -1,4 +1,4 @@
-"""`visionzoo demo bmn` (the seeds' demo.py): one video through BMN, every candidate and the kept proposals.
+"""`visionzoo demo` (the seeds' demo.py): one video through BMN, every candidate and the kept proposals.
 
 Writes, into output/demo/ as the seed does: demo.csv (all candidates, the reference's columns),
 demo_proposals.json (after Soft-NMS, ActivityNet format) and demo.png (boundary curves, the confidence
@@ -7,6 +7,7 @@ map and the top proposals against the ground truth).
 
 from __future__ import annotations
 
+import argparse
 import csv
 from pathlib import Path
 
@@ -20,6 +21,24 @@ from visionzoo.tasks import postprocess
 from visionzoo.tasks.proposals import ProposalTask
 
 CSV_COLUMNS = ("xmin", "xmax", "xmin_score", "xmax_score", "clr_score", "reg_score", "score")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "demo", help="BMN on one video: candidates CSV, proposals JSON and a plot in output/demo/"
+    )
+    p.add_argument("--recipe", default="bmn_anet")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--data", default="demo", help="dataset directory in the BSN layout, or 'demo'")
+    p.add_argument("--video", help="video name (default: the first validation video)")
+    p.add_argument("--output", type=Path, default=Path("output/demo"))
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    for path in run_demo(args.recipe, args.checkpoint, args.data, args.video, args.output):
+        print(path)
+    return 0
 
 
 def run_demo(recipe_name: str, checkpoint: Path, data: str, video: str | None, output: Path) -> list[Path]:

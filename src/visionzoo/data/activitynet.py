@@ -275,8 +275,8 @@ def build_feature_cache(
 
     Stored under cache_dir("anet", fingerprint); the array is written to a temporary name and renamed, and the
     index that marks it complete is renamed in last, so an interrupted build is redone rather than trusted.
-    `workers` > 1 parses in that many spawned processes: on the 2-core dev host (loaded) that was 2x slower
-    than serial (benchmarks/bench_anet_features.py), so serial is the default until measured on more cores.
+    `workers` > 1 parses in that many spawned processes: on 2 cores that was slower than serial
+    (benchmarks/bench_anet_features.py), so serial is the default until measured on more cores.
     """
     feature_dir = Path(feature_dir)
     directory = cache_dir("anet", _fingerprint(feature_dir, names, temporal_scale, feat_dim))
@@ -357,7 +357,7 @@ def _integer_table() -> np.ndarray:
 
 
 def format_csv_rows(values: np.ndarray) -> bytes:
-    """[R, C] values as CSV text with 3 decimals, vectorised (Python's per-value formatting is ~5x slower).
+    """[R, C] values as CSV text with 3 decimals, vectorised (Python's per-value formatting is several times slower).
 
     Each value is scattered byte by byte to its offset in the output: sign and integer digits, '.', three
     decimals, then ',' or a newline.

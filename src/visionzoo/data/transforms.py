@@ -135,6 +135,13 @@ def random_pad_crop(image: np.ndarray, padding: int, rng: np.random.Generator) -
     return padded[top : top + height, left : left + width]
 
 
+def normalize(images: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    """uint8 [B, 3, H, W] (on any device) -> float32 model input: (x / 255 - mean) / std per channel."""
+    scale = 255.0 * torch.tensor(std, device=images.device).view(1, -1, 1, 1)
+    shift = 255.0 * torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
+    return (images.float() - shift) / scale
+
+
 def to_chw_tensor(image: Image.Image | np.ndarray, hflip: bool = False) -> torch.Tensor:
     array = np.asarray(image, dtype=np.uint8)
     if hflip:

@@ -1,8 +1,8 @@
 """ONNX export that is checked before it is trusted: onnx.checker, then onnxruntime against PyTorch.
 
 Exporter: the legacy TorchScript exporter (`torch.onnx.export(..., dynamo=False)`) first. In torch 2.13 it
-still exists, exports every model of the zoo (BMN with `bm_impl="matmul"`: the sparse CSR product has no ONNX
-op; same state dict, same outputs) in a few seconds, and its `dynamic_axes` give a truly dynamic batch. The
+still exists, exports every model of the zoo (BMN picks its GEMM formulation itself when exported: the sparse
+CSR product has no ONNX operator) in a few seconds, and its `dynamic_axes` give a truly dynamic batch. The
 dynamo exporter (`dynamo=True`, the default since torch 2.9) is the fallback when the legacy one fails or is
 gone; it is slower and has exported dynamic batches as fixed (pytorch/pytorch#157621). Whichever ran is written
 into the model's metadata with the opset, and a dynamic batch is verified by actually running batch 1 and N.
@@ -24,24 +24,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from visionzoo.data.transforms import normalize
 from visionzoo.errors import VisionZooError
 from visionzoo.export.model_card import ONNX_CARD_KEY, ModelCard
+from visionzoo.export.runtime import INPUT_NAME, onnx_batch_dim, onnx_session, require
 
-INSTALL_HINT = "pip install 'visionzoo[onnx]'"
 DEFAULT_OPSET = 17
 RELATIVE_TOLERANCE = 1e-4  # fp32
-INPUT_NAME = "input"
-EXPORT_OVERRIDES = {"bmn": {"bm_impl": "matmul"}}  # model kwargs that make a model exportable (same weights)
-
-
-def require(module: str) -> Any:
-    """Import an optional dependency, or fail with one line saying what to install."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise VisionZooError(f"{module} is not installed; ONNX export and onnxruntime need: {INSTALL_HINT}") from None
 
 
 def output_names(card: ModelCard) -> list[str]:
@@ -60,10 +49,8 @@ def example_inputs(card: ModelCard, batch: int, kind: str = "random", seed: int 
         return torch.randn(batch, *card.input_shape, generator=generator)
     if card.task == "proposals":
         return torch.rand(batch, *card.input_shape, generator=generator) * 2.0
-    from visionzoo.export.predict import normalise
-
     images = torch.randint(0, 256, (batch, *card.input_shape), dtype=torch.uint8, generator=generator)
-    return normalise(images, card)
+    return normalize(images, card.preprocessing["mean"], card.preprocessing["std"])
 
 
 @dataclass
@@ -121,14 +108,6 @@ def _export_dynamo(model: nn.Module, x: torch.Tensor, names: list[str], opset: i
 EXPORTERS = {"torchscript": _export_legacy, "dynamo": _export_dynamo}
 
 
-def onnx_batch_dim(path: str | Path) -> int | str:
-    """The exported input's batch dimension: an int when fixed, its symbol when dynamic."""
-    onnx = require("onnx")
-    graph = onnx.load(str(path), load_external_data=False).graph
-    dim = graph.input[0].type.tensor_type.shape.dim[0]
-    return dim.dim_param if dim.dim_param else int(dim.dim_value)
-
-
 def _save_with_card(proto, path: Path, card: ModelCard) -> None:
     """Write the model with the card (exporter and opset included) in its metadata_props, then check the file."""
     onnx = require("onnx")
@@ -154,16 +133,6 @@ def read_onnx_card(path: str | Path) -> ModelCard:
     if ONNX_CARD_KEY not in props:
         raise VisionZooError(f"{path}: no visionzoo model card in its metadata (export it with visionzoo export)")
     return ModelCard.from_dict(json.loads(props[ONNX_CARD_KEY]), str(path))
-
-
-def onnx_session(path: str | Path, threads: int | None = None):
-    ort = require("onnxruntime")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def compare(reference: list[np.ndarray], candidate: list[np.ndarray]) -> tuple[float, float]:
@@ -212,8 +181,7 @@ def export_onnx(
 ) -> ExportResult:
     """Export `model` (eval mode, built from `card`) to `path`, check it and compare it with PyTorch.
 
-    `reference_model` is what onnxruntime is compared with (default: `model` itself); export passes the model
-    as the recipe builds it, so BMN's matmul formulation is checked against the default sparse one.
+    `reference_model` is what onnxruntime is compared with (default: `model` itself).
     Raises VisionZooError when no exporter works or the difference exceeds RELATIVE_TOLERANCE.
     """
     require("onnx")
@@ -247,16 +215,3 @@ def export_onnx(
             f"above the fp32 tolerance {RELATIVE_TOLERANCE:g}"
         )
     return result
-
-
-def export_safetensors(model: nn.Module, card: ModelCard, path: str | Path) -> tuple[Path, Path]:
-    """Weights only (the state dict, model name in the metadata) and the card as `<file>.json` beside it."""
-    from visionzoo.engine.checkpoint import save_weights, write_text
-    from visionzoo.export.model_card import card_path
-
-    path = Path(path)
-    card.export |= {"format": "safetensors"}
-    metadata = {"model": card.model, "format": "pt", "visionzoo.card": json.dumps(card.to_dict())}
-    save_weights(path, model.state_dict(), metadata)
-    write_text(card_path(path), card.to_json())
-    return path, card_path(path)

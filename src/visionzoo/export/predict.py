@@ -1,10 +1,10 @@
 """Prediction on new inputs with a PyTorch checkpoint or an ONNX file, through one pre- and post-processing path.
 
-Only the runtime differs (`TorchRuntime` / `OnnxRuntime`, both: float32 batch in, numpy outputs out). Images
-are prepared as evaluation prepares them: the recipe's eval crop (`EvalTransform`) for image-folder recipes,
-a whole-image resize to the training size for CIFAR-10 recipes (its loader sees whole 32x32 images), then the
-classification task's own normalisation. BMN features are read by the dataset's CSV reader and post-processed
-by the task's candidate scoring and Soft-NMS.
+Only the runtime differs (`export.runtime`: float32 batch in, numpy outputs out). Images are prepared as
+evaluation prepares them: the recipe's eval crop (`EvalTransform`) for image-folder recipes, a whole-image
+resize to the training size for CIFAR-10 recipes (its loader sees whole 32x32 images), then the same
+`normalize` as training. BMN features are read by the dataset's CSV reader and post-processed by the task's
+candidate scoring and Soft-NMS.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,57 +19,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
 
+from visionzoo.data.transforms import normalize
 from visionzoo.errors import VisionZooError
 from visionzoo.export.model_card import ModelCard
-
-# ---------------------------------------------------------------------------------------------- runtimes
-
-
-class TorchRuntime:
-    """A PyTorch model as a runtime; `dtype` bfloat16 runs under CPU/GPU autocast."""
-
-    name = "torch"
-
-    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float32) -> None:
-        self.model, self.dtype = model.eval(), dtype
-        self.device = next(model.parameters()).device
-
-    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
-        x = torch.from_numpy(batch).to(self.device)
-        with torch.inference_mode(), torch.autocast(self.device.type, self.dtype, self.dtype != torch.float32):
-            out = self.model(x)
-        return [t.float().cpu().numpy() for t in (out if isinstance(out, tuple) else (out,))]
-
-
-class OnnxRuntime:
-    """An ONNX file in onnxruntime (CPU). A fixed exported batch is served by padding the last chunk."""
-
-    name = "onnxruntime"
-
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        from visionzoo.export.onnx import INPUT_NAME, onnx_batch_dim, onnx_session
-
-        self.session = onnx_session(path, threads)
-        self.input_name = INPUT_NAME
-        batch = onnx_batch_dim(path)
-        self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
-
-    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        step = self.fixed_batch
-        if step is None or len(batch) == step:
-            return self.session.run(None, {self.input_name: batch})
-        parts = []
-        for begin in range(0, len(batch), step):
-            chunk = batch[begin : begin + step]
-            padded = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), np.float32)])
-            parts.append([out[: len(chunk)] for out in self.session.run(None, {self.input_name: padded})])
-        return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
-
-
-Runtime = Callable[[np.ndarray], list[np.ndarray]]
+from visionzoo.export.runtime import Runtime
 
 
 def load_runtime(
@@ -80,6 +32,7 @@ def load_runtime(
     """(card, runtime) from `--checkpoint` (with a recipe or model name) or `--onnx` (its embedded card)."""
     from visionzoo.export.model_card import resolve_card
     from visionzoo.export.onnx import read_onnx_card
+    from visionzoo.export.runtime import OnnxRuntime, TorchRuntime
 
     if (checkpoint is None) == (onnx is None):
         raise VisionZooError("predict: give exactly one of --checkpoint FILE or --onnx FILE")
@@ -93,17 +46,6 @@ def load_runtime(
 
 
 # ------------------------------------------------------------------------------------------------ images
-
-
-def normalise(images: torch.Tensor, card: ModelCard) -> torch.Tensor:
-    """uint8 [B, 3, H, W] -> float32 model input, by the classification task's own `to_device`."""
-    from visionzoo.recipes.base import ClassificationRecipe
-    from visionzoo.tasks.classification import ClassificationTask
-
-    prep = card.preprocessing
-    task = ClassificationTask(ClassificationRecipe(mean=prep["mean"], std=prep["std"]))
-    labels = torch.zeros(len(images), dtype=torch.int64)
-    return task.to_device((images, labels, 0), torch.device("cpu"), channels_last=False)[0]
 
 
 def load_image(path: Path, card: ModelCard) -> torch.Tensor:
@@ -159,7 +101,7 @@ def predict_images(
     for begin in range(0, len(files), batch_size):
         chunk = files[begin : begin + batch_size]
         images = torch.stack([load_image(path, card) for path in chunk])
-        (logits,) = runtime(normalise(images, card).numpy())
+        (logits,) = runtime(normalize(images, card.preprocessing["mean"], card.preprocessing["std"]).numpy())
         probs = torch.from_numpy(logits).double().softmax(dim=1)
         values, indices = probs.topk(min(topk, probs.shape[1]), dim=1)
         for path, row_values, row_indices in zip(chunk, values.tolist(), indices.tolist(), strict=True):
@@ -258,28 +200,3 @@ def predict_proposals(
         for path, found in zip(chunk, proposals, strict=True):
             results[postprocess.video_id(path.stem)] = found
     return results
-
-
-# ----------------------------------------------------------------------------------------------- timing
-
-
-def time_runtime(runtime: Runtime, batch: np.ndarray, steps: int, warmup: int) -> list[float]:
-    """Seconds of each of `steps` calls on `batch`, after `warmup` untimed ones."""
-    for _ in range(warmup):
-        runtime(batch)
-    times = []
-    for _ in range(steps):
-        begin = time.perf_counter()
-        runtime(batch)
-        times.append(time.perf_counter() - begin)
-    return times
-
-
-def latency_stats(times: list[float], batch: int) -> dict[str, float]:
-    per_item = sorted(1000.0 * t / batch for t in times)
-    p90 = per_item[min(len(per_item) - 1, int(round(0.9 * (len(per_item) - 1))))]
-    return {
-        "ms_per_item_median": statistics.median(per_item),
-        "ms_per_item_p90": p90,
-        "items_per_sec": batch * len(times) / sum(times),
-    }

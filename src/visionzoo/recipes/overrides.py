@@ -78,14 +78,16 @@ def merge_values(recipe: Recipe, values: dict[str, Any], source: str, strict: bo
     """`recipe` with `values` of a YAML file applied: the one set of rules for `--config` files and for the
     config.yaml of a run (which model cards read).
 
-    Renamed fields are read under their new name, with a deprecation line. With `strict` (a user's config) an
-    unknown key is an error; without it (a run's config.yaml also records world size, global batch, ...) it
-    is ignored. Identity fields (name, reference, ...) are never taken from a file.
+    Renamed fields are read under their new name. With `strict` (a user's config) an unknown key is an error
+    and a renamed one gets a deprecation line; without it (a run's config.yaml, written by this or an older
+    version, also records world size, global batch, ...) both are read quietly. Identity fields (name,
+    reference, ...) are never taken from a file.
     """
     values = dict(values)
     for old, new in _RENAMED.items():
-        if old in values:
+        if old in values and strict:
             logger.warning("%s: '%s' is now called '%s' (read as such; rename it)", source, old, new)
+        if old in values:
             value = values.pop(old)
             values.setdefault(new, value)
     fields = settable_fields(type(recipe))

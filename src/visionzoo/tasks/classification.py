@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from visionzoo.data.builtin import resolve_data
-from visionzoo.data.transforms import EvalTransform, TrainTransform
+from visionzoo.data.transforms import EvalTransform, TrainTransform, normalize
 from visionzoo.errors import VisionZooError
 from visionzoo.models import create_model
 from visionzoo.recipes.base import ClassificationRecipe
@@ -73,8 +73,6 @@ class ClassificationTask:
 
     def __init__(self, recipe: ClassificationRecipe) -> None:
         self.recipe = recipe
-        self.mean = torch.tensor(recipe.mean).view(1, -1, 1, 1) * 255.0
-        self.std = torch.tensor(recipe.std).view(1, -1, 1, 1) * 255.0
         self._eval: dict[str, float] = {}
 
     def build_model(self) -> nn.Module:
@@ -101,8 +99,7 @@ class ClassificationTask:
 
     def to_device(self, batch: Batch, device: torch.device, channels_last: bool) -> Batch:
         images, labels, skipped = batch
-        images = images.to(device, non_blocking=True).float()
-        images = (images - self.mean.to(device)) / self.std.to(device)
+        images = normalize(images.to(device, non_blocking=True), self.recipe.mean, self.recipe.std)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, labels.to(device, non_blocking=True), skipped

@@ -94,7 +94,7 @@ def decay_factors(segments: np.ndarray, alpha: float, low: float, high: float) -
 
 @lru_cache(maxsize=2)
 def grid_decay_factors(temporal_scale: int, alpha: float, low: float, high: float) -> np.ndarray:
-    """`decay_factors` of the candidate grid, shared by every video (196 MB at T=100), built once per process."""
+    """`decay_factors` of the candidate grid, shared by every video ([n, n] float64), built once per process."""
     segments = candidate_segments(temporal_scale)
     table = np.empty((len(segments), len(segments)))
     for begin in range(0, len(segments), FACTOR_ROWS_PER_CHUNK):

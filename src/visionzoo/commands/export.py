@@ -1,0 +1,59 @@
+"""`visionzoo export`: a checkpoint to ONNX (checked in onnxruntime against PyTorch) or to safetensors + a card."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from visionzoo.errors import VisionZooError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export", help="export a checkpoint to ONNX (checked in onnxruntime) or to safetensors + a model card"
+    )
+    p.add_argument("model", metavar="MODEL_OR_RECIPE", help="a recipe name (its input size, classes) or a model name")
+    p.add_argument("--checkpoint", type=Path, required=True, help="weights (.safetensors or .pt)")
+    p.add_argument("--format", choices=("onnx", "safetensors"), default="onnx")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--dynamic-batch", action="store_true", help="ONNX: symbolic batch size (checked at 1 and 3)")
+    p.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default="auto")
+    p.add_argument("--img-size", type=int, help="image side to export at (default: the recipe's)")
+    p.add_argument("--output", type=Path, help="output file (default: beside the checkpoint, <stem>.onnx)")
+    p.set_defaults(run=run)
+
+
+def default_output(checkpoint: Path, fmt: str) -> Path:
+    suffix = ".onnx" if fmt == "onnx" else ".safetensors"
+    stem = checkpoint.stem if checkpoint.suffix != ".safetensors" or fmt == "onnx" else f"{checkpoint.stem}.export"
+    return checkpoint.with_name(stem + suffix)
+
+
+def run(args: argparse.Namespace) -> int:
+    from visionzoo.export.model_card import card_path, resolve_card
+    from visionzoo.export.onnx import RELATIVE_TOLERANCE, export_onnx
+    from visionzoo.export.runtime import require
+    from visionzoo.export.safetensors import export_safetensors
+
+    output = args.output or default_output(args.checkpoint, args.format)
+    if output.resolve() == args.checkpoint.resolve():
+        raise VisionZooError(f"--output {output}: would overwrite the checkpoint")
+    if args.format == "onnx":  # fail on a missing extra before any work
+        require("onnx")
+        require("onnxruntime")
+    card = resolve_card(args.model, args.checkpoint, args.img_size)
+    model = card.build_model(pretrained=args.checkpoint)
+    if args.format == "safetensors":
+        weights, card_file = export_safetensors(model, card, output)
+        print(f"{weights}\n{card_file}")
+        return 0
+    result = export_onnx(model, card, output, args.opset, args.dynamic_batch, args.exporter)
+    card_path(output).write_text(card.to_json())
+    batch = "dynamic" if result.dynamic_batch else 1
+    print(f"{result.path}: {card.model}, exporter {result.exporter}, opset {result.opset}, batch {batch}")
+    for check in result.checks:
+        print(
+            f"  onnxruntime vs PyTorch fp32, {check['inputs']} inputs, batch {check['batch']}: "
+            f"max abs {check['max_abs']:.3e}, max rel {check['max_rel']:.3e} (tolerance {RELATIVE_TOLERANCE:g})"
+        )
+    return 0

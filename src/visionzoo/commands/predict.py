@@ -1,0 +1,56 @@
+"""`visionzoo predict`: top-k classes of images, or BMN proposals of feature CSVs, from a checkpoint or ONNX file."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict", help="top-k classes of images, or BMN proposals of feature CSVs, from a checkpoint or ONNX file"
+    )
+    p.add_argument("target", metavar="RECIPE", help="recipe or model name (with --onnx: checked against the file)")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image or feature CSV files, or folders")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="PyTorch weights (.safetensors or .pt)")
+    source.add_argument("--onnx", type=Path, help="an ONNX file written by visionzoo export")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--output", type=Path, help="classes: FILE.csv or FILE.json; BMN: the proposals JSON")
+    p.add_argument("--duration-second", type=float, nargs="+", help="BMN: video duration(s), one or one per file")
+    p.add_argument("--video-info", type=Path, help="BMN: video_info CSV or annotation JSON giving the durations")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from visionzoo.export import predict
+
+    card, runtime = predict.load_runtime(args.target, args.checkpoint, args.onnx)
+    inputs = args.inputs
+    if card.task == "proposals":
+        from visionzoo.tasks.postprocess import write_proposals
+
+        files = predict.expand_inputs(inputs, lambda name: name.lower().endswith(".csv"), "feature CSV files")
+        durations, in_seconds = predict.video_durations(files, args.duration_second, args.video_info)
+        results = predict.predict_proposals(card, runtime, files, durations, args.batch_size)
+        if not in_seconds:
+            logger.warning("no --duration-second or --video-info: segments are fractions of the feature span (0..1)")
+        for video, found in results.items():
+            best = ", ".join(f"[{p['segment'][0]:.2f}, {p['segment'][1]:.2f}] {p['score']:.3f}" for p in found[:3])
+            print(f"{video}: {len(found)} proposals; best {best}")
+        if args.output is not None:
+            print(write_proposals(args.output, results))
+        return 0
+    from visionzoo.data.imagefolder import is_image_file
+
+    files = predict.expand_inputs(inputs, is_image_file, "image files")
+    predictions = predict.predict_images(card, runtime, files, args.topk, args.batch_size)
+    for p in predictions:
+        print(p.file + ": " + ", ".join(f"{e['name']} {e['probability']:.3f}" for e in p.topk))
+    if args.output is not None:
+        print(predict.write_predictions(args.output, predictions))
+    return 0

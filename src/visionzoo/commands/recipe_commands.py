@@ -1,0 +1,112 @@
+"""`visionzoo train|eval|bench RECIPE [options]`: the commands whose options are a recipe's fields.
+
+They parse in two stages: the recipe name first, then a parser with one flag per field of that recipe, so
+`visionzoo train RECIPE --help` lists exactly what can be overridden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from visionzoo.commands import CommandParser
+from visionzoo.errors import VisionZooError
+
+HELP = {"train": "train a recipe", "eval": "evaluate a checkpoint", "bench": "measure training or inference speed"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    for command, text in HELP.items():
+        p = subparsers.add_parser(command, help=text, add_help=False)
+        p.add_argument("-h", "--help", action="store_true")
+        p.add_argument("recipe", nargs="?")
+        p.add_argument("options", nargs=argparse.REMAINDER)
+        p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.recipe is None:
+        raise VisionZooError(f"usage: visionzoo {args.command} RECIPE [options] (see visionzoo recipes)")
+    recipe, options = _resolve_recipe(args.command, args.recipe, args.options)
+    if args.command == "train":
+        return _train(recipe, options, args.options)
+    return _eval(recipe, options) if args.command == "eval" else _bench(recipe, options)
+
+
+def _recipe_parser(command: str, recipe) -> CommandParser:
+    from visionzoo.recipes.overrides import add_recipe_arguments
+
+    parser = CommandParser(prog=f"visionzoo {command} {recipe.name}", description=recipe.description)
+    if command == "train":
+        parser.add_argument("--output", type=Path, help="run directory (default runs/<recipe>/<timestamp>)")
+        parser.add_argument("--resume", help="'auto' (latest state of the run directory) or a run dir / state file")
+        parser.add_argument("--finetune", type=Path, help="initial weights; a classifier of another shape is dropped")
+        parser.add_argument("--devices", type=int, default=1, help="start N processes on this machine via torchrun")
+    if command == "eval":
+        parser.add_argument("--checkpoint", type=Path, required=True, help="weights (.safetensors or .pt)")
+        parser.add_argument("--output", type=Path, help="where eval outputs go (default: beside the checkpoint)")
+    if command == "bench":
+        parser.add_argument("--mode", choices=("train", "infer"), default="train")
+        parser.add_argument(
+            "--runtime",
+            choices=("torch", "onnxruntime"),
+            help="inference in this runtime: batch-1 latency (median, p90) and throughput at --batch-size",
+        )
+        parser.add_argument("--steps", type=int, default=10, help="timed steps")
+        parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    if command in ("eval", "bench"):
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--config", type=Path, help="YAML file of recipe fields (applied before flags)")
+    add_recipe_arguments(parser, recipe)
+    return parser
+
+
+def _resolve_recipe(command: str, name: str, argv: list[str]):
+    from visionzoo.recipes import get_recipe
+    from visionzoo.recipes.overrides import apply_arguments, apply_yaml
+
+    recipe = get_recipe(name)
+    options = _recipe_parser(command, recipe).parse_args(argv)
+    if options.config is not None:
+        recipe = apply_yaml(recipe, options.config)
+    return apply_arguments(recipe, options), options
+
+
+def _train(recipe, options: argparse.Namespace, argv: list[str]) -> int:
+    if options.devices > 1 and "WORLD_SIZE" not in os.environ:
+        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={options.devices}"]
+        forwarded = [a for i, a in enumerate(argv) if a != "--devices" and (i == 0 or argv[i - 1] != "--devices")]
+        forwarded = [a for a in forwarded if not a.startswith("--devices=")]
+        return subprocess.call([*launch, "-m", "visionzoo", "train", recipe.name, *forwarded])
+    from visionzoo.engine.trainer import RunOptions, train
+
+    summary = train(recipe, RunOptions(output=options.output, resume=options.resume, finetune=options.finetune))
+    return 3 if summary.get("interrupted") else 0
+
+
+def _eval(recipe, options: argparse.Namespace) -> int:
+    from visionzoo.engine.evaluate import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(recipe, options.checkpoint, options.output)
+    if options.json:
+        print(json.dumps(metrics))
+    else:
+        for key, value in metrics.items():
+            print(f"{key} : {value:.4f}" if isinstance(value, float) else f"{key} : {value}")
+    return 0
+
+
+def _bench(recipe, options: argparse.Namespace) -> int:
+    from visionzoo.engine import bench
+
+    if options.runtime is not None:
+        rows = bench.bench_recipe_inference(recipe, options.runtime, steps=options.steps, warmup=options.warmup)
+        print(bench.format_inference_bench(rows, options.json))
+        return 0
+    result = bench.bench(recipe, options.mode, steps=options.steps, warmup=options.warmup)
+    print(json.dumps(result) if options.json else bench.format_bench(result))
+    return 0
