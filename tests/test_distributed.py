@@ -37,7 +37,7 @@ RECIPE = "cspdarknet53_cifar10"
 TIMEOUT_S = 300  # generous: two CPU cores shared with other jobs; the runs themselves take seconds
 # 80 training images, global batch 16: 5 steps an epoch, 10 in all; cosine with warm-up so the lr varies per step.
 SETTINGS: dict[str, Any] = dict(
-    model="tiny_test_net_nobn", epochs=2, workers=0, lr=0.05, sched="cosine", warmup_epochs=0.5, seed=3
+    model="tiny_test_net_nobn", epochs=2, workers=0, lr=0.05, sched="cosine", warmup_epochs=0.5, seed=3, amp="off"
 )
 
 if not is_model("tiny_test_net_nobn"):

@@ -18,7 +18,7 @@ import torch
 from visionzoo.engine.distributed import resolve_device
 from visionzoo.engine.flops import count_macs, count_params
 from visionzoo.engine.optim import ModelEMA, build_optimizer, effective_lr, optimizer_step
-from visionzoo.engine.precision import autocast, check_amp, grad_scaler
+from visionzoo.engine.precision import autocast, grad_scaler, resolve_amp
 from visionzoo.errors import VisionZooError
 from visionzoo.recipes.base import Recipe
 from visionzoo.tasks import make_task
@@ -44,7 +44,8 @@ def _sync(device: torch.device) -> None:
 def bench(recipe: Recipe, mode: str, steps: int = 10, warmup: int = 3) -> dict[str, Any]:
     """Samples/s and ms/step of `steps` timed train or inference steps, after `warmup` untimed ones."""
     device = resolve_device(recipe.device)
-    check_amp(recipe.amp, device)
+    precision = resolve_amp(recipe.amp, device, recipe.seed_amp)
+    recipe = recipe.replace(amp=precision.resolved)
     torch.manual_seed(recipe.seed)
     task = make_task(recipe)
     model = task.build_model().to(device)
@@ -86,7 +87,9 @@ def bench(recipe: Recipe, mode: str, steps: int = 10, warmup: int = 3) -> dict[s
         "model": recipe.model,
         "mode": mode,
         "device": str(device),
-        "amp": recipe.amp,
+        "amp": precision.requested,
+        "amp_resolved": precision.resolved,
+        "amp_reason": precision.reason,
         "channels_last": recipe.channels_last,
         "batch_size": recipe.batch_size,
         "samples_per_sec": recipe.batch_size / mean_s,
@@ -102,7 +105,8 @@ def bench(recipe: Recipe, mode: str, steps: int = 10, warmup: int = 3) -> dict[s
 def format_bench(result: dict[str, Any]) -> str:
     return "\n".join(
         [
-            f"{result['recipe']} ({result['model']}) {result['mode']} on {result['device']}, amp {result['amp']}, "
+            f"{result['recipe']} ({result['model']}) {result['mode']} on {result['device']}, "
+            f"amp {result['amp']} -> {result['amp_resolved']} ({result['amp_reason']}), "
             f"channels_last {result['channels_last']}, batch {result['batch_size']}, {result['threads']} threads",
             f"samples/s      : {result['samples_per_sec']:.2f}",
             f"ms/step        : {result['ms_per_step']:.2f} (median {result['ms_per_step_median']:.2f})",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,13 @@ from torch.utils.data import DataLoader
 from visionzoo.data.sampling import EvalSampler, make_loader
 from visionzoo.engine import distributed
 from visionzoo.engine.distributed import DistInfo
-from visionzoo.engine.precision import autocast, check_amp
+from visionzoo.engine.precision import autocast, resolve_amp
 from visionzoo.models.weights import load_checkpoint
 from visionzoo.recipes.base import Recipe
 from visionzoo.tasks import make_task
 from visionzoo.tasks.base import EvalResult, Task
+
+logger = logging.getLogger(__name__)
 
 
 def eval_loader(task: Task, dataset: Any, recipe: Recipe, info: DistInfo) -> DataLoader:
@@ -43,7 +46,8 @@ def evaluate_checkpoint(recipe: Recipe, checkpoint: Path, output: Path | None = 
     """`visionzoo eval`: a checkpoint's metrics on the recipe's validation set, and the task's output files."""
     info = distributed.setup(recipe.device)
     try:
-        check_amp(recipe.amp, info.device)
+        precision = resolve_amp(recipe.amp, info.device, recipe.seed_amp)
+        recipe = recipe.replace(amp=precision.resolved)
         task = make_task(recipe)
         model = task.build_model()
         load_checkpoint(model, checkpoint)
@@ -51,6 +55,8 @@ def evaluate_checkpoint(recipe: Recipe, checkpoint: Path, output: Path | None = 
         if recipe.channels_last:
             model.to(memory_format=torch.channels_last)
         _, val_set = task.build_datasets()
+        if info.is_main:
+            logger.info("%s", precision.describe())
         result = evaluate(task, model, eval_loader(task, val_set, recipe, info), info, recipe)
         written = task.write_eval_outputs(result, output or checkpoint.parent) if info.is_main else {}
         return result.metrics | written

@@ -1,28 +1,108 @@
-"""Mixed precision: bf16 autocast on CPU and CUDA, fp16 autocast with a gradient scaler on CUDA."""
+"""Mixed precision that fits the machine: `--amp auto` (the default), bf16, fp16 with a gradient scaler, or off.
+
+`auto` takes, on CUDA, the seed's fp16 when the recipe's seed trained in fp16, else bf16 where the GPU supports
+it, else fp16 with the gradient scaler; on CPU bf16 only where it is native (AMX or AVX512-BF16 in the CPU
+flags, confirmed by a tiny timed probe, since virtual machines can show flags that the host emulates), fp32
+otherwise: emulated bf16 is many times slower than fp32 (docs/benchmarks.md). Every command resolves the
+request once, says what it chose and why, and runs the resolved precision.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from functools import cache
 
 import torch
 
+from visionzoo.engine.hardware import cpu_flags, has_native_bf16, vector_isa
 from visionzoo.errors import VisionZooError
 
+logger = logging.getLogger(__name__)
+
+AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+PROBE_SIZE = 512  # a matmul big enough to time, small enough to cost milliseconds where bf16 is native
 
 
-def check_amp(amp: str, device: torch.device) -> None:
-    if amp not in ("off", "bf16", "fp16"):
-        raise VisionZooError(f"--amp {amp}: expected off, bf16 or fp16")
-    if amp == "fp16" and device.type != "cuda":
-        raise VisionZooError("--amp fp16 needs a CUDA device (fp16 with a gradient scaler); on CPU use --amp bf16")
+@dataclass(frozen=True)
+class Precision:
+    requested: str  # what the recipe or flag asked for
+    resolved: str  # off | bf16 | fp16: what runs
+    reason: str  # why, for the one line a run prints
+
+    def describe(self) -> str:
+        return f"amp {self.requested} -> {self.resolved} ({self.reason})"
+
+
+@cache
+def bf16_speedup_on_cpu() -> float:
+    """bf16 over fp32 matmul throughput on this CPU (best of 3 short timings each), measured once per process."""
+    timings = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a = torch.randn(PROBE_SIZE, PROBE_SIZE).to(dtype)
+        b = torch.randn(PROBE_SIZE, PROBE_SIZE).to(dtype)
+        a @ b  # first call: kernel selection and allocation
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+        timings[dtype] = best
+    return timings[torch.float32] / timings[torch.bfloat16]
+
+
+def _cpu_auto() -> tuple[str, str]:
+    flags = cpu_flags()
+    isa = vector_isa(flags)
+    if not has_native_bf16(flags):
+        return "off", f"{isa} CPU without native bf16: fp32"
+    speedup = bf16_speedup_on_cpu()
+    if speedup < 1.0:
+        return "off", f"{isa} in the flags, but a bf16 matmul ran {speedup:.2f}x fp32 here (emulated): fp32"
+    return "bf16", f"{isa} CPU, native bf16 (bf16 matmul {speedup:.1f}x fp32)"
+
+
+def resolve_amp(requested: str, device: torch.device, seed_amp: str = "off") -> Precision:
+    """The precision to run `requested` with on `device`; `seed_amp` is what the recipe's seed used."""
+    if requested not in AMP_CHOICES:
+        raise VisionZooError(f"--amp {requested}: expected one of {', '.join(AMP_CHOICES)}")
+    if device.type == "cuda":
+        if requested != "auto":
+            return Precision(requested, requested, "as asked")
+        if seed_amp == "fp16":
+            return Precision(requested, "fp16", "the seed trained in fp16; with a gradient scaler")
+        if torch.cuda.is_bf16_supported():
+            return Precision(requested, "bf16", f"{torch.cuda.get_device_name(device)} supports bf16")
+        return Precision(requested, "fp16", "GPU without bf16; fp16 with a gradient scaler")
+    if requested == "fp16":
+        raise VisionZooError(
+            "--amp fp16 needs a CUDA device (fp16 with a gradient scaler); on CPU use --amp auto or bf16"
+        )
+    if requested == "auto":
+        resolved, reason = _cpu_auto()
+        return Precision(requested, resolved, reason)
+    if requested == "bf16" and not has_native_bf16(cpu_flags()):
+        speedup = bf16_speedup_on_cpu()
+        logger.warning(
+            "--amp bf16: this CPU (%s) has no native bf16; it is emulated, a matmul ran %.2fx fp32 here "
+            "(--amp auto would take fp32)",
+            vector_isa(cpu_flags()),
+            speedup,
+        )
+        return Precision(requested, "bf16", "as asked; emulated on this CPU")
+    return Precision(requested, requested, "as asked")
 
 
 def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast for a resolved precision (off | bf16 | fp16)."""
     if amp == "off":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=_DTYPES[amp])
 
 
 def grad_scaler(amp: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """fp16 needs its loss scaled (its range is small); bf16 has fp32's range and needs none."""
     return torch.amp.GradScaler(device.type) if amp == "fp16" else None

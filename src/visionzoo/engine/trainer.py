@@ -23,7 +23,7 @@ from visionzoo.engine import checkpoint, distributed
 from visionzoo.engine.distributed import DistInfo
 from visionzoo.engine.evaluate import eval_loader, evaluate
 from visionzoo.engine.optim import ModelEMA, build_optimizer, effective_lr, lr_at, optimizer_step
-from visionzoo.engine.precision import autocast, check_amp, grad_scaler
+from visionzoo.engine.precision import autocast, grad_scaler, resolve_amp
 from visionzoo.engine.progress import EpochProgress, MetricsWriter
 from visionzoo.engine.rng import capture_rng, restore_rng, seed_everything
 from visionzoo.engine.run_dir import RunOptions, agree_on_run
@@ -112,7 +112,9 @@ def train(recipe: Recipe, options: RunOptions) -> dict[str, Any]:
 
 def _set_up(recipe: Recipe, options: RunOptions, info: DistInfo) -> tuple[Training, TrainState]:
     """Model, data, optimizer and run directory; the saved state restored when resuming."""
-    check_amp(recipe.amp, info.device)
+    precision = resolve_amp(recipe.amp, info.device, recipe.seed_amp)
+    config = recipe.to_dict() | {"amp_resolved": precision.resolved}  # the request and what it became
+    recipe = recipe.replace(amp=precision.resolved)
     if recipe.sync_bn and info.enabled and info.device.type != "cuda":
         raise VisionZooError("--sync-bn: PyTorch's SyncBatchNorm runs on CUDA devices only; on CPU train without it")
     task = make_task(recipe)
@@ -146,7 +148,7 @@ def _set_up(recipe: Recipe, options: RunOptions, info: DistInfo) -> tuple[Traini
     # DDP broadcasts rank 0's weights when it wraps the model; the EMA copies them after that, on every rank.
     trained = distributed.wrap_ddp(model, info) if info.enabled else model
     ema = ModelEMA(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
-    config = recipe.to_dict() | {
+    config |= {
         "world_size": info.world_size,
         "global_batch_size": recipe.batch_size * info.world_size,
         "lr_effective": base_lr,
@@ -159,8 +161,9 @@ def _set_up(recipe: Recipe, options: RunOptions, info: DistInfo) -> tuple[Traini
         _restore(t, state, saved)
     if info.is_main:
         checkpoint.write_yaml(run_dir / "config.yaml", config)
+        logger.info("%s", precision.describe())
         logger.info(
-            "%s: %d train / %d val samples, %d steps/epoch, global batch %d, lr %g, %s, amp %s, %d process(es) -> %s",
+            "%s: %d train / %d val samples, %d steps/epoch, global batch %d, lr %g, %s, %s, %d process(es) -> %s",
             recipe.name, len(train_set), len(val_set), steps_per_epoch, config["global_batch_size"], base_lr,
             info.device, recipe.amp, info.world_size, run_dir,
         )  # fmt: skip

@@ -19,6 +19,7 @@ class Recipe:
     seed_doc: str = ""
     # What the seed documents report for this recipe (shown by `visionzoo recipes`).
     reference: dict[str, Any] = field(default_factory=dict)
+    seed_amp: str = "off"  # the precision the seed trained in; `--amp auto` follows its fp16 on CUDA
 
     model: str = ""
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -48,7 +49,7 @@ class Recipe:
     clip_grad: float | None = None
     ema_decay: float = 0.0  # 0 disables the EMA of weights
 
-    amp: str = "off"  # off | bf16 | fp16
+    amp: str = "auto"  # auto | off | bf16 | fp16 (engine/precision.py: auto fits the machine)
     channels_last: bool = False
     device: str = "auto"  # auto | cpu | cuda
     workers: int = 2

@@ -4,7 +4,8 @@
 batch 16, 9 epochs, lr x0.1 from epoch 7 (StepLR(step_size=7) stepped at each epoch start under the
 author's PyTorch 0.4.1: epochs 0-6 at 1e-3, 7-8 at 1e-4; milestone [7] here). `bmn_anet_ascend` is the seeds'
 run: 10 epochs, lr 1.5e-3 (not scaled with the 8-device global batch), 16 videos per device, apex O1
-mixed precision (fp16 autocast with a loss scaler here), the same step at epoch 7.
+mixed precision (`seed_amp="fp16"`: `--amp auto` takes fp16 with a loss scaler on CUDA, and what fits the
+machine on CPU), the same step at epoch 7.
 """
 
 from visionzoo.recipes.base import ProposalRecipe
@@ -56,7 +57,7 @@ RECIPES = [
         },
         epochs=10,
         lr=1.5e-3,
-        amp="fp16",
+        seed_amp="fp16",
         **_COMMON,
     ),
 ]

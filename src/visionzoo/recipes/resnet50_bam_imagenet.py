@@ -46,5 +46,6 @@ RECIPES = [
         sched="cosine",
         label_smoothing=0.1,
         main_metric="top1",
+        seed_amp="fp16",
     )
 ]
