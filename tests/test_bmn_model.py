@@ -131,8 +131,8 @@ def test_the_reference_comparison_catches_a_wrong_sample_weight_and_a_dropped_bi
 
     wrong_weight = model()
     with torch.no_grad():  # one of the sample weights (a mid-map cell's), 10 % off
-        row, col = wrong_weight.weights_dense.nonzero()[len(wrong_weight.weights_dense.nonzero()) // 2]
-        wrong_weight.weights_dense[row, col] *= 1.1
+        row, col = wrong_weight.weights_dense_t.nonzero()[len(wrong_weight.weights_dense_t.nonzero()) // 2]
+        wrong_weight.weights_dense_t[row, col] *= 1.1
     assert max(_errors(wrong_weight, exact_reference).values()) > 10 * FP32
 
     dropped_bias = model()
@@ -141,14 +141,23 @@ def test_the_reference_comparison_catches_a_wrong_sample_weight_and_a_dropped_bi
     assert max(_errors(dropped_bias, exact_reference).values()) > 10 * FP32
 
 
-def test_invalid_cells_carry_the_conv3d_bias_like_the_reference(reference_small: ReferenceBMN) -> None:
-    model = BMN(temporal_scale=T_SMALL, feat_dim=FEAT_SMALL)
-    model.load_state_dict({k: v for k, v in reference_small.state_dict().items() if k != "sample_mask"})
-    features = torch.randn(1, 256, T_SMALL).relu()
-    ours = model._boundary_matching(features)
-    lower = torch.tril(torch.ones(T_SMALL, T_SMALL, dtype=torch.bool), diagonal=-1)
-    expected = torch.relu(reference_small.x_3d_p[0].bias)[:, None].expand(-1, int(lower.sum()))
-    assert torch.equal(ours[0][:, lower], expected)
+@pytest.mark.numerics
+@pytest.mark.parametrize("bm_impl", ["sparse", "matmul"])
+def test_cells_below_the_diagonal_equal_the_reference_near_it_far_from_it_and_at_the_borders(bm_impl: str) -> None:
+    """The 2-D head skips work below the diagonal; the values it puts there (near the diagonal, in the constant
+    region, at the left and bottom borders) must still be the reference's. T=40: every kind of region exists."""
+    torch.manual_seed(3)
+    reference = ReferenceBMN(temporal_scale=40, feat_dim=FEAT_SMALL).double()
+    model = BMN(temporal_scale=40, feat_dim=FEAT_SMALL, bm_impl=bm_impl)
+    model.load_state_dict({k: v.float() for k, v in reference.state_dict().items() if k != "sample_mask"})
+    x = torch.randn(2, FEAT_SMALL, 40, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        exact, ours = reference(x.double())[0], model(x)[0]
+    below = torch.tril(torch.ones(40, 40, dtype=torch.bool), diagonal=-1)
+    for name, region in (("band", below & ~torch.tril(below, diagonal=-5)), ("far", torch.tril(below, diagonal=-5))):
+        assert_close(ours[:, :, region], exact[:, :, region], FP32, name)
+    assert_close(ours[:, :, :, :2][:, :, below[:, :2]], exact[:, :, :, :2][:, :, below[:, :2]], FP32, "left border")
+    assert_close(ours[:, :, -2:][:, :, below[-2:]], exact[:, :, -2:][:, :, below[-2:]], FP32, "bottom border")
 
 
 @pytest.mark.numerics

@@ -84,7 +84,7 @@ def bm_sample_weights(
 
 
 class _SparseSample(torch.autograd.Function):
-    """y[b] = S^T @ z[b]^T for z [B, O, N*T] and sparse S [N*T, cells]: [B, cells, O], the channels-last map.
+    """y[b] = S^T @ z[b] for z [B, T*N, O] and sparse S [T*N, cells]: [B, cells, O].
 
     CSR kernels run per sample (its O columns stay in cache while the kernel walks the nonzeros, faster than
     one call over the batch) and in float32 whatever the autocast dtype: CPU CSR has no bfloat16.
@@ -94,13 +94,13 @@ class _SparseSample(torch.autograd.Function):
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
     def forward(ctx, z: torch.Tensor, weights_t: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(weights)
-        return torch.stack([weights_t @ sample.t() for sample in z])
+        return torch.stack([weights_t @ sample for sample in z])
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (weights,) = ctx.saved_tensors
-        return torch.stack([(weights @ sample).t() for sample in grad]), None, None
+        return torch.stack([weights @ sample for sample in grad]), None, None
 
 
 class BMN(nn.Module):
@@ -170,19 +170,21 @@ class BMN(nn.Module):
         compact_cols = torch.full((t_scale * t_scale,), -1, dtype=torch.long)
         compact_cols[cells] = torch.arange(len(cells))
         rows, cols = weights.indices()
+        # rows n*T + t -> t*N + n, the order in which `_conv3d_weight_first` lays out its output
+        bins = weights.shape[0] // t_scale
         compact = torch.sparse_coo_tensor(
-            torch.stack([rows, compact_cols[cols]]),
+            torch.stack([(rows % t_scale) * bins + rows // t_scale, compact_cols[cols]]),
             weights.values(),
             (weights.shape[0], len(cells)),
             check_invariants=True,
-        )
+        ).coalesce()
         if self.bm_impl in ("auto", "sparse"):
             with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state": known, and tested here
                 warnings.simplefilter("ignore", UserWarning)
                 self.register_buffer("weights_csr", compact.to_sparse_csr(), persistent=False)
                 self.register_buffer("weights_t_csr", compact.t().coalesce().to_sparse_csr(), persistent=False)
         if self.bm_impl in ("auto", "matmul"):
-            self.register_buffer("weights_dense", compact.to_dense(), persistent=False)
+            self.register_buffer("weights_dense_t", compact.t().to_dense(), persistent=False)
         if self.bm_impl == "dense":
             t_rows = rows % t_scale
             mask_cols = (rows // t_scale) * t_scale * t_scale + cols
@@ -201,8 +203,7 @@ class BMN(nn.Module):
     def forward_head(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         start = self.x_1d_s(features).squeeze(1)
         end = self.x_1d_e(features).squeeze(1)
-        proposal = self._boundary_matching(self.x_1d_p(features))
-        return self.x_2d_p(proposal), start, end
+        return self._proposal_map(self.x_1d_p(features)), start, end
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.forward_head(self.forward_features(x))
@@ -214,44 +215,88 @@ class BMN(nn.Module):
         exporting = torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting() or torch.jit.is_tracing()
         return "matmul" if exporting or torch.is_autocast_enabled(x.device.type) else "sparse"
 
-    def _boundary_matching(self, x: torch.Tensor) -> torch.Tensor:
-        """BM layer + Conv3d + ReLU: [B, 256, T] -> [B, 512, T, T]."""
+    def _proposal_map(self, x: torch.Tensor) -> torch.Tensor:
+        """BM layer, Conv3d and the 2-D head: [B, 256, T] -> the confidence map [B, 2, T, T]."""
         formulation = self._formulation(x)
         if formulation == "dense":
-            return self._bm_dense(x)
+            return self.x_2d_p(self._bm_dense(x))
         z = self._conv3d_weight_first(x)
-        if formulation == "matmul":
-            return self._bm_matmul(z)
-        return self._bm_sparse(z)
+        valid = self._bm_matmul(z) if formulation == "matmul" else self._bm_sparse(z)
+        return self._head_2d(valid)
 
     def _bm_dense(self, x: torch.Tensor) -> torch.Tensor:
-        """The reference: features x dense sample mask -> [B, 256, N, T, T] -> Conv3d over N."""
+        """The reference: features x dense sample mask -> [B, 256, N, T, T] -> Conv3d over N -> [B, 512, T, T]."""
         batch, t_scale = x.shape[0], self.temporal_scale
         sampled = torch.matmul(x, self.sample_mask).reshape(batch, x.shape[1], self.num_sample, t_scale, t_scale)
         return self.x_3d_p(sampled).squeeze(2)
 
     def _conv3d_weight_first(self, x: torch.Tensor) -> torch.Tensor:
-        """Z[b, o, n*T + t] = sum_c W[o, c, n] x[b, c, t]: the Conv3d weight [O, C, N, 1, 1] applied first."""
+        """Z[b, t*N + n, o] = sum_c W[o, c, n] x[b, c, t]: the Conv3d weight [O, C, N, 1, 1] applied first, laid
+        out [B, T*N, O] so that it comes out of one GEMM and into the sample weights without a transpose."""
         conv = self.x_3d_p[0]
-        weight = conv.weight.squeeze(-1).squeeze(-1).permute(0, 2, 1).reshape(-1, x.shape[1])
-        return torch.matmul(weight, x).reshape(x.shape[0], conv.out_channels, -1)
+        weight = conv.weight.squeeze(-1).squeeze(-1).permute(2, 0, 1).reshape(-1, x.shape[1])  # [N*O, C]
+        return torch.matmul(x.transpose(1, 2), weight.t()).reshape(x.shape[0], -1, conv.out_channels)
 
     def _bm_matmul(self, z: torch.Tensor) -> torch.Tensor:
-        """The sample weights as one dense GEMM [B*O, N*T] x [N*T, cells], then the map with invalid cells = bias."""
-        batch, t_scale, bias = z.shape[0], self.temporal_scale, self.x_3d_p[0].bias
-        valid = torch.matmul(z.reshape(-1, z.shape[-1]), self.weights_dense).reshape(batch, z.shape[1], -1)
-        bias = bias.to(valid.dtype)[:, None]
-        full = torch.relu(bias).expand(batch, -1, t_scale * t_scale).index_copy(2, self.cells, valid + bias)
-        full = torch.relu(full).reshape(batch, -1, t_scale, t_scale)
-        return full.contiguous(memory_format=torch.channels_last)
+        """The Conv3d output (before its bias) of the valid cells, [B, cells, O]: one dense GEMM per sample,
+        [cells, T*N] x [T*N, O]."""
+        return torch.matmul(self.weights_dense_t, z)
 
     def _bm_sparse(self, z: torch.Tensor) -> torch.Tensor:
-        """The sample weights as CSR products, scattered into a channels-last [B, T*T, O] map (invalid = bias)."""
-        batch, t_scale, bias = z.shape[0], self.temporal_scale, self.x_3d_p[0].bias
-        valid = _SparseSample.apply(z, self.weights_t_csr, self.weights_csr)
-        full = valid.new_zeros(batch, t_scale * t_scale, z.shape[1]).index_copy(1, self.cells, valid)
-        full = torch.relu(full + bias.to(full.dtype))
-        return full.reshape(batch, t_scale, t_scale, -1).permute(0, 3, 1, 2)
+        """The Conv3d output (before its bias) of the valid cells, [B, cells, O]: CSR products, in float32."""
+        return _SparseSample.apply(z, self.weights_t_csr, self.weights_csr)
+
+    def _head_2d(self, valid: torch.Tensor) -> torch.Tensor:
+        """Conv3d bias + ReLU and the 2-D head, computed where its outputs differ: [B, cells, 512] -> [B, 2, T, T].
+
+        Invalid cells (start > end) see the Conv3d bias alone, so the first (1x1) conv of the head gives them
+        one constant vector: it runs on the valid cells only and never builds the [B, 512, T, T] map. The
+        3x3 convs run in row blocks on the cells within 4 of the diagonal and to its right; cells further below
+        see constant input, and their outputs are those of the head on a constant 5x5 map (interior, edges
+        and corner: the zero padding of the map's left and bottom borders). Equal to the whole-map computation.
+        """
+        batch, t_scale = valid.shape[0], self.temporal_scale
+        conv3d, conv1 = self.x_3d_p[0], self.x_2d_p[0]
+        weight1 = conv1.weight.flatten(1)
+        cells = torch.relu(nn.functional.linear(torch.relu(valid + conv3d.bias), weight1, conv1.bias))
+        constant = torch.relu(nn.functional.linear(torch.relu(conv3d.bias), weight1, conv1.bias)).to(cells.dtype)
+        full = constant.expand(batch, t_scale * t_scale, -1).index_copy(1, self.cells, cells)
+        first = full.reshape(batch, t_scale, t_scale, -1).permute(0, 3, 1, 2)  # a channels-last [B, 128, T, T] view
+        canonical = self.x_2d_p[2:](constant[None, :, None, None].expand(1, -1, 5, 5))
+        blocks = []
+        for rows in torch.arange(t_scale).tensor_split(max(1, t_scale // _BLOCK_ROWS)):
+            r0, r1 = int(rows[0]), int(rows[-1]) + 1
+            c0 = max(0, r0 - 4)  # columns left of c0 in these rows are 5 or more below the diagonal
+            band = self._head_3x3(first, r0, r1, c0)
+            if c0:
+                row_index = torch.clamp(rows - (t_scale - 5), min=2)  # 2 inside, 3 and 4 on the last two rows
+                col_index = torch.clamp(torch.arange(c0), max=2)  # 0 and 1 at the left border, 2 inside
+                far = canonical[0][:, row_index][:, :, col_index].expand(batch, -1, -1, -1)
+                band = torch.cat([far.to(band.dtype), band], dim=3)
+            blocks.append(band)
+        return torch.cat(blocks, dim=2)
+
+    def _head_3x3(self, first: torch.Tensor, r0: int, r1: int, c0: int) -> torch.Tensor:
+        """The head after its 1x1 conv, at rows [r0, r1) and columns [c0, T) of the map: [B, 2, r1 - r0, T - c0]."""
+        t_scale = self.temporal_scale
+        conv_a, conv_b, conv_out = self.x_2d_p[2], self.x_2d_p[4], self.x_2d_p[6]
+        hidden = torch.relu(_conv3x3_window(conv_a, first, max(r0 - 1, 0), min(r1 + 1, t_scale), max(c0 - 1, 0)))
+        # conv_b's zero padding where the window meets the map's border (top, bottom, left, and always right)
+        hidden = nn.functional.pad(hidden, (int(c0 == 0), 1, int(r0 == 0), int(r1 == t_scale)))
+        hidden = hidden.contiguous(memory_format=torch.channels_last)
+        hidden = torch.relu(nn.functional.conv2d(hidden, conv_b.weight, conv_b.bias))
+        return torch.sigmoid(conv_out(hidden))
+
+
+_BLOCK_ROWS = 20  # rows per block of the 2-D head: fewer, longer blocks compute more cells below the diagonal
+
+
+def _conv3x3_window(conv: nn.Conv2d, x: torch.Tensor, r0: int, r1: int, c0: int) -> torch.Tensor:
+    """`conv` (3x3, padding 1) at output rows [r0, r1) and columns [c0, T) of the map x, from a crop of it."""
+    height, width = x.shape[-2:]
+    crop = x[..., max(r0 - 1, 0) : min(r1 + 1, height), max(c0 - 1, 0) :]
+    crop = nn.functional.pad(crop, (int(c0 == 0), 1, int(r0 == 0), int(r1 == height)))
+    return nn.functional.conv2d(crop.contiguous(memory_format=torch.channels_last), conv.weight, conv.bias)
 
 
 def _reference_keys(state: StateDict, model: nn.Module) -> StateDict:
