@@ -35,10 +35,11 @@ def cli(*argv: str) -> int:
 
 
 def cli_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    """The one error line of a command that must fail with exit status 2."""
+    """The one error line of a command that must fail with exit status 2 (after at most the precision line)."""
     capsys.readouterr()
     assert cli(*argv) == 2
-    (line,) = capsys.readouterr().err.strip().splitlines()
+    *before, line = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("visionzoo: error: ") and all(b.startswith("amp ") for b in before), before
     return line
 
 
@@ -101,7 +102,7 @@ def test_classifier_predictions_agree_between_checkpoint_and_onnx(tmp_path: Path
     images = write_images(tmp_path / "images")
     checkpoint, onnx_file = folder_run / "best.pt", tmp_path / "model.onnx"
     assert cli("export", "tiny_test_net", "--checkpoint", str(checkpoint), "--output", str(onnx_file)) == 0
-    assert cli("predict", "tiny_test_net", "--checkpoint", str(checkpoint), str(tmp_path / "images"),
+    assert cli("predict", "tiny_test_net", "--checkpoint", str(checkpoint), str(tmp_path / "images"), "--amp", "off",
                "--topk", "3", "--output", str(tmp_path / "torch.json")) == 0  # fmt: skip
     assert cli("predict", "tiny_test_net", "--onnx", str(onnx_file), str(tmp_path / "images"),
                "--topk", "3", "--output", str(tmp_path / "onnx.json")) == 0  # fmt: skip
@@ -165,7 +166,8 @@ def test_bmn_proposals_agree_between_checkpoint_and_onnx(tmp_path: Path, bmn_run
     checkpoint, onnx_file = bmn_run / "last.pt", tmp_path / "bmn.onnx"
     assert cli("export", "bmn", "--checkpoint", str(checkpoint), "--dynamic-batch", "--output", str(onnx_file)) == 0
     common = [str(tmp_path / "features"), "--duration-second", "30", "60", "90", "--batch-size", "2"]
-    assert cli("predict", "bmn", "--checkpoint", str(checkpoint), *common, "--output", str(tmp_path / "t.json")) == 0
+    torch_run = ["predict", "bmn", "--checkpoint", str(checkpoint), "--amp", "off", *common]
+    assert cli(*torch_run, "--output", str(tmp_path / "t.json")) == 0
     assert cli("predict", "bmn", "--onnx", str(onnx_file), *common, "--output", str(tmp_path / "o.json")) == 0
     from_torch, from_onnx = proposals_of(tmp_path / "t.json"), proposals_of(tmp_path / "o.json")
 

@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from visionzoo.engine.precision import AMP_CHOICES
+
 logger = logging.getLogger(__name__)
 
 
@@ -20,6 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--onnx", type=Path, help="an ONNX file written by visionzoo export")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--amp", choices=AMP_CHOICES, default="auto", help="with --checkpoint: precision (auto fits the CPU)"
+    )
+    p.add_argument(
+        "--compile", "--torchcompile", action="store_true", help="with --checkpoint: torch.compile the model"
+    )
     p.add_argument("--output", type=Path, help="classes: FILE.csv or FILE.json; BMN: the proposals JSON")
     p.add_argument("--duration-second", type=float, nargs="+", help="BMN: video duration(s), one or one per file")
     p.add_argument("--video-info", type=Path, help="BMN: video_info CSV or annotation JSON giving the durations")
@@ -29,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from visionzoo.export import predict
 
-    card, runtime = predict.load_runtime(args.target, args.checkpoint, args.onnx)
+    card, runtime = predict.load_runtime(args.target, args.checkpoint, args.onnx, amp=args.amp, compile=args.compile)
     inputs = args.inputs
     if card.task == "proposals":
         from visionzoo.tasks.postprocess import write_proposals

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from visionzoo.engine.distributed import resolve_device
-from visionzoo.engine.flops import count_macs, count_params
+from visionzoo.engine.flops import count_flops, count_macs, count_params
+from visionzoo.engine.hardware import machine, peak_flops
 from visionzoo.engine.optim import ModelEMA, build_optimizer, effective_lr, optimizer_step
-from visionzoo.engine.precision import autocast, grad_scaler, resolve_amp
+from visionzoo.engine.precision import autocast, compiled, compute_dtype, grad_scaler, resolve_amp
 from visionzoo.errors import VisionZooError
 from visionzoo.recipes.base import Recipe
 from visionzoo.tasks import make_task
@@ -54,6 +55,7 @@ def bench(recipe: Recipe, mode: str, steps: int = 10, warmup: int = 3) -> dict[s
     batch = task.to_device(task.example_batch(recipe.batch_size), device, recipe.channels_last)
     params = count_params(model)
     macs = count_macs(model, batch[0][:1])
+    run = compiled(model, recipe.compile)
 
     if mode == "train":
         model.train()
@@ -61,17 +63,31 @@ def bench(recipe: Recipe, mode: str, steps: int = 10, warmup: int = 3) -> dict[s
         scaler = grad_scaler(recipe.amp, device)
         ema = ModelEMA(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
 
+        def forward_backward() -> torch.Tensor:
+            with autocast(recipe.amp, device):
+                loss, _ = task.train_step(run, batch)
+            loss.backward()
+            return loss
+
         def step() -> None:  # the training step as the trainer runs it (clipping, scaler, EMA included)
             with autocast(recipe.amp, device):
-                loss, _ = task.train_step(model, batch)
+                loss, _ = task.train_step(run, batch)
             optimizer_step(loss, model, optimizer, scaler, recipe.clip_grad, ema)
+
+        flops = count_flops(forward_backward)  # forward + backward, as MFU counts a training step
+        model.zero_grad(set_to_none=True)
     else:
         model.eval()
 
         def step() -> None:
             with torch.inference_mode(), autocast(recipe.amp, device):
-                model(batch[0])
+                run(batch[0])
 
+        flops = count_flops(step)
+
+    compile_start = time.perf_counter()
+    step()  # the first step compiles, when compiling
+    compile_s = time.perf_counter() - compile_start
     for _ in range(warmup):
         step()
     _sync(device)
@@ -82,6 +98,9 @@ def bench(recipe: Recipe, mode: str, steps: int = 10, warmup: int = 3) -> dict[s
         _sync(device)
         times.append(time.perf_counter() - start)
     mean_s = sum(times) / len(times)
+    samples_per_sec = recipe.batch_size / mean_s
+    achieved = flops / recipe.batch_size * samples_per_sec
+    peak = peak_flops(compute_dtype(recipe.amp), device)["peak"]
     return {
         "recipe": recipe.name,
         "model": recipe.model,
@@ -92,13 +111,20 @@ def bench(recipe: Recipe, mode: str, steps: int = 10, warmup: int = 3) -> dict[s
         "amp_reason": precision.reason,
         "channels_last": recipe.channels_last,
         "batch_size": recipe.batch_size,
-        "samples_per_sec": recipe.batch_size / mean_s,
+        "compile": recipe.compile,
+        "first_step_s": compile_s,
+        "samples_per_sec": samples_per_sec,
         "ms_per_step": 1000 * mean_s,
         "ms_per_step_median": 1000 * sorted(times)[len(times) // 2],
         "peak_memory_mb": _peak_memory_mb(device),
         "params": params,
         "gmacs_per_sample": macs / 1e9,
+        "gflops_per_step_sample": flops / recipe.batch_size / 1e9,  # train: forward + backward
+        "achieved_tflops": achieved / 1e12,
+        "peak_tflops": peak / 1e12,
+        "mfu": achieved / peak,
         "threads": torch.get_num_threads(),
+        "machine": machine().describe(),
     }
 
 
@@ -112,7 +138,10 @@ def format_bench(result: dict[str, Any]) -> str:
             f"ms/step        : {result['ms_per_step']:.2f} (median {result['ms_per_step_median']:.2f})",
             f"peak memory MB : {result['peak_memory_mb']:.0f}",
             f"parameters     : {result['params']:,}",
-            f"GMACs/sample   : {result['gmacs_per_sample']:.4f}",
+            f"GMACs/sample   : {result['gmacs_per_sample']:.4f} (forward)",
+            f"FLOP/s         : {result['achieved_tflops'] * 1000:.1f} GFLOP/s of a measured peak "
+            f"{result['peak_tflops'] * 1000:.1f} = MFU {100 * result['mfu']:.1f} %",
+            f"machine        : {result['machine']}",
         ]
     )
 

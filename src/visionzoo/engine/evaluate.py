@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from visionzoo.data.sampling import EvalSampler, make_loader
 from visionzoo.engine import distributed
 from visionzoo.engine.distributed import DistInfo
-from visionzoo.engine.precision import autocast, resolve_amp
+from visionzoo.engine.precision import autocast, compiled, resolve_amp
 from visionzoo.models.weights import load_checkpoint
 from visionzoo.recipes.base import Recipe
 from visionzoo.tasks import make_task
@@ -57,7 +57,8 @@ def evaluate_checkpoint(recipe: Recipe, checkpoint: Path, output: Path | None = 
         _, val_set = task.build_datasets()
         if info.is_main:
             logger.info("%s", precision.describe())
-        result = evaluate(task, model, eval_loader(task, val_set, recipe, info), info, recipe)
+        loader = eval_loader(task, val_set, recipe, info)
+        result = evaluate(task, compiled(model, recipe.compile), loader, info, recipe)
         written = task.write_eval_outputs(result, output or checkpoint.parent) if info.is_main else {}
         return result.metrics | written
     finally:

@@ -6,8 +6,12 @@ and the precision choice (`--amp auto`) reads the same flags: bf16 is native onl
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -121,6 +125,69 @@ def machine() -> Machine:
         forced=forced,
         gpus=gpus,
     )
+
+
+# (matmul side, conv [batch, channels, size]) probed per dtype: large enough to reach a kernel's best speed
+_GEMM_SIZES = (1024, 2048)
+_CONV_SHAPES = ((8, 256, 28), (16, 128, 56))
+_PROBE_SECONDS = 2.0  # a size whose first run takes longer (an emulated dtype) is not repeated
+
+
+def _best_seconds(run: Callable[[], object], repeats: int = 3) -> float:
+    start = time.perf_counter()
+    run()  # kernel selection, allocation
+    if time.perf_counter() - start > _PROBE_SECONDS:
+        return time.perf_counter() - start
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _measure_peak(dtype: torch.dtype, device: torch.device) -> dict[str, float]:
+    """FLOP/s of the best large GEMM and the best large 3x3 convolution (NCHW or channels-last) in `dtype`."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    results = {"gemm": 0.0, "conv": 0.0}
+    with torch.no_grad():
+        for size in _GEMM_SIZES:
+            a = torch.randn(size, size, device=device).to(dtype)
+            b = torch.randn(size, size, device=device).to(dtype)
+            seconds = _best_seconds(lambda a=a, b=b: (a @ b, sync()))
+            results["gemm"] = max(results["gemm"], 2 * size**3 / seconds)
+        for batch, channels, side in _CONV_SHAPES:
+            conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(device, dtype)
+            x = torch.randn(batch, channels, side, side, device=device).to(dtype)
+            flops = 2 * batch * channels * channels * 9 * side * side
+            for layout in (torch.contiguous_format, torch.channels_last):
+                x, conv = x.contiguous(memory_format=layout), conv.to(memory_format=layout)
+                seconds = _best_seconds(lambda x=x, conv=conv: (conv(x), sync()))
+                results["conv"] = max(results["conv"], flops / seconds)
+    return results
+
+
+def peak_flops(dtype: torch.dtype, device: torch.device) -> dict[str, float]:
+    """This machine's measured FLOP/s for `dtype` at the current thread count: {"gemm", "conv", "peak"}.
+
+    The best of a large GEMM and a large convolution (on some CPUs oneDNN's convolutions beat the BLAS GEMM),
+    measured once and cached per machine, torch build, dtype and threads in the cache folder.
+    """
+    from visionzoo.data.cache import cache_dir
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    key = f"{name}|{torch.__version__}|{dtype}|{device.type}|{torch.get_num_threads()}"
+    path = cache_dir("peak") / (hashlib.sha256(key.encode()).hexdigest()[:20] + ".json")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    from visionzoo.engine.checkpoint import write_json
+
+    results = _measure_peak(dtype, device)
+    results["peak"] = max(results["gemm"], results["conv"])
+    write_json(path, results)
+    return results
 
 
 def _main(argv: list[str]) -> None:

@@ -1,4 +1,4 @@
-"""Mixed precision that fits the machine: `--amp auto` (the default), bf16, fp16 with a gradient scaler, or off.
+"""Precision and compilation that fit the machine: `--amp auto` (the default), bf16, fp16 + gradient scaler, off.
 
 `auto` takes, on CUDA, the seed's fp16 when the recipe's seed trained in fp16, else bf16 where the GPU supports
 it, else fp16 with the gradient scaler; on CPU bf16 only where it is native (AMX or AVX512-BF16 in the CPU
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import torch
+import torch.nn as nn
 
 from visionzoo.engine.hardware import cpu_flags, has_native_bf16, vector_isa
 from visionzoo.errors import VisionZooError
@@ -94,6 +95,23 @@ def resolve_amp(requested: str, device: torch.device, seed_amp: str = "off") -> 
         )
         return Precision(requested, "bf16", "as asked; emulated on this CPU")
     return Precision(requested, requested, "as asked")
+
+
+def compiled(model: nn.Module, enabled: bool) -> nn.Module:
+    """`model` under torch.compile (inductor) when `enabled`; the module itself otherwise.
+
+    The compiled wrapper shares the module's parameters: checkpoints keep saving the module itself.
+    """
+    if not enabled:
+        return model
+    if not hasattr(torch, "compile"):
+        raise VisionZooError("--compile: this torch has no torch.compile")
+    return torch.compile(model)
+
+
+def compute_dtype(amp: str) -> torch.dtype:
+    """The dtype matmuls and convolutions run in under a resolved precision."""
+    return _DTYPES.get(amp, torch.float32)
 
 
 def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:

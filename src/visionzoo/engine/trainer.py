@@ -23,7 +23,7 @@ from visionzoo.engine import checkpoint, distributed
 from visionzoo.engine.distributed import DistInfo
 from visionzoo.engine.evaluate import eval_loader, evaluate
 from visionzoo.engine.optim import ModelEMA, build_optimizer, effective_lr, lr_at, optimizer_step
-from visionzoo.engine.precision import autocast, grad_scaler, resolve_amp
+from visionzoo.engine.precision import autocast, compiled, grad_scaler, resolve_amp
 from visionzoo.engine.progress import EpochProgress, MetricsWriter
 from visionzoo.engine.rng import capture_rng, restore_rng, seed_everything
 from visionzoo.engine.run_dir import RunOptions, agree_on_run
@@ -47,7 +47,8 @@ class Training:
     info: DistInfo
     task: Task
     model: nn.Module  # the module whose weights are saved
-    trained: nn.Module  # what the steps call: the model, or its DDP wrapper
+    trained: nn.Module  # what the steps call: the model, or its DDP wrapper, compiled with --compile
+    evaluated: nn.Module  # what evaluation calls: the model or its EMA, compiled with --compile
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
     ema: ModelEMA | None
@@ -61,6 +62,7 @@ class Training:
 
     @property
     def eval_model(self) -> nn.Module:
+        """The weights evaluation reports and best/last.safetensors hold: the EMA's when there is one."""
         return self.ema.module if self.ema is not None else self.model
 
 
@@ -146,15 +148,16 @@ def _set_up(recipe: Recipe, options: RunOptions, info: DistInfo) -> tuple[Traini
     optimizer = build_optimizer(model, recipe, base_lr)
     scaler = grad_scaler(recipe.amp, info.device)
     # DDP broadcasts rank 0's weights when it wraps the model; the EMA copies them after that, on every rank.
-    trained = distributed.wrap_ddp(model, info) if info.enabled else model
+    trained = compiled(distributed.wrap_ddp(model, info) if info.enabled else model, recipe.compile)
     ema = ModelEMA(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
+    evaluated = compiled(ema.module if ema is not None else model, recipe.compile)
     config |= {
         "world_size": info.world_size,
         "global_batch_size": recipe.batch_size * info.world_size,
         "lr_effective": base_lr,
         "torchelastic_run_id": distributed.elastic_run_id(),
     }
-    t = Training(recipe, info, task, model, trained, optimizer, scaler, ema, sampler, loader,
+    t = Training(recipe, info, task, model, trained, evaluated, optimizer, scaler, ema, sampler, loader,
                  eval_loader(task, val_set, recipe, info), steps_per_epoch, base_lr, run_dir, config)  # fmt: skip
     state = TrainState()
     if saved is not None:
@@ -256,7 +259,7 @@ def end_epoch(t: Training, state: TrainState, epoch: int, writer: MetricsWriter 
         )
     record["samples_per_sec"] = total_samples / max(state.epoch_time, 1e-9)
     if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
-        record.update(evaluate(t.task, t.eval_model, t.eval_loader, info, recipe).metrics)
+        record.update(evaluate(t.task, t.evaluated, t.eval_loader, info, recipe).metrics)
     improved = state.update_best(record, recipe.main_metric)
     state.history.append(record)
     state.epoch += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,15 +22,24 @@ import numpy as np
 import torch
 
 from visionzoo.data.transforms import normalize
+from visionzoo.engine.precision import compute_dtype, resolve_amp
 from visionzoo.errors import VisionZooError
 from visionzoo.export.model_card import ModelCard
 from visionzoo.export.runtime import Runtime
 
+logger = logging.getLogger(__name__)
+
 
 def load_runtime(
-    target: str, checkpoint: Path | None, onnx: Path | None, threads: int | None = None
+    target: str,
+    checkpoint: Path | None,
+    onnx: Path | None,
+    threads: int | None = None,
+    amp: str = "auto",
+    compile: bool = False,
 ) -> tuple[ModelCard, Runtime]:
-    """(card, runtime) from `--checkpoint` (with a recipe or model name) or `--onnx` (its embedded card)."""
+    """(card, runtime) from `--checkpoint` (with a recipe or model name; run at `amp`, compiled or not) or
+    `--onnx` (its embedded card; float32)."""
     from visionzoo.export.model_card import resolve_card
     from visionzoo.export.onnx import read_onnx_card
     from visionzoo.export.runtime import OnnxRuntime, TorchRuntime
@@ -42,7 +52,10 @@ def load_runtime(
             raise VisionZooError(f"--onnx {onnx}: a {card.model} export (recipe {card.recipe}), not {target}")
         return card, OnnxRuntime(onnx, threads)
     card = resolve_card(target, checkpoint)
-    return card, TorchRuntime(card.build_model(pretrained=checkpoint))
+    model = card.build_model(pretrained=checkpoint)
+    precision = resolve_amp(amp, next(model.parameters()).device)
+    logger.info("%s", precision.describe())
+    return card, TorchRuntime(model, compute_dtype(precision.resolved), compile)
 
 
 # ------------------------------------------------------------------------------------------------ images

@@ -52,13 +52,15 @@ def onnx_batch_dim(path: str | Path) -> int | str:
 
 
 class TorchRuntime:
-    """A PyTorch model as a runtime; `dtype` bfloat16 runs under CPU/GPU autocast."""
+    """A PyTorch model as a runtime; `dtype` bfloat16 (float16) runs under autocast; `compile` uses torch.compile."""
 
     name = "torch"
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float32) -> None:
-        self.model, self.dtype = model.eval(), dtype
+    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float32, compile: bool = False) -> None:
+        from visionzoo.engine.precision import compiled
+
         self.device = next(model.parameters()).device
+        self.model, self.dtype = compiled(model.eval(), compile), dtype
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
         x = torch.from_numpy(batch).to(self.device)

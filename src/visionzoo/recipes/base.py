@@ -51,6 +51,7 @@ class Recipe:
 
     amp: str = "auto"  # auto | off | bf16 | fp16 (engine/precision.py: auto fits the machine)
     channels_last: bool = False
+    compile: bool = False  # torch.compile the model (timm's --torchcompile)
     device: str = "auto"  # auto | cpu | cuda
     workers: int = 2
     seed: int = 0

@@ -18,7 +18,7 @@ from visionzoo.recipes.base import Recipe
 logger = logging.getLogger(__name__)
 
 _FIXED = {"name", "task", "description", "seed_doc", "reference", "seed_amp"}  # identity, not settings
-_ALIASES = {"batch_size": ["-b"], "workers": ["-j"], "data_format": ["--dataset"]}
+_ALIASES = {"batch_size": ["-b"], "workers": ["-j"], "data_format": ["--dataset"], "compile": ["--torchcompile"]}
 _RENAMED = {"dataset": "data_format"}  # old YAML key -> field
 
 
