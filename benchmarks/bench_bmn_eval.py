@@ -17,6 +17,8 @@ import torch
 from report import markdown_table, write_section  # benchmarks/ is on sys.path when run as a script
 
 import visionzoo.models.bmn  # noqa: F401  (registers "bmn")
+from visionzoo.engine.flops import count_flops
+from visionzoo.engine.hardware import peak_flops
 from visionzoo.models import create_model
 from visionzoo.tasks import anet_metrics, postprocess
 
@@ -43,7 +45,7 @@ def main() -> None:
     parser.add_argument("--infer-videos", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--chunk", type=int, default=256, help="videos post-processed at once")
-    parser.add_argument("--amp", choices=("off", "bf16"), default="bf16", help="inference precision")
+    parser.add_argument("--amp", choices=("off", "bf16"), default="off", help="inference precision (off: fp32)")
     args = parser.parse_args()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -51,6 +53,10 @@ def main() -> None:
 
     model = create_model("bmn").eval()
     features = torch.randn(args.batch_size, 400, T)
+    dtype = torch.bfloat16 if args.amp == "bf16" else torch.float32
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp == "bf16"):
+        flops_per_video = count_flops(lambda: model(features[:1]))
+    floor = flops_per_video * VIDEOS / peak_flops(dtype, torch.device("cpu"))["peak"]
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp == "bf16"):
         model(features[:1])  # warm-up
         begin = time.perf_counter()
@@ -99,6 +105,9 @@ def main() -> None:
         f"BMN evaluation of {VIDEOS} videos (T={T}, batch {args.batch_size}, inference amp {args.amp}, random "
         f"weights, synthetic features and outputs, {truth_kind}; {torch.get_num_threads()} torch threads). "
         f"Goal: under 2 minutes in total on a 2-core CPU.\n\n{markdown_table(rows)}\n\n"
+        f"Inference: {seconds['inference']:.1f} s against a floor of {floor:.1f} s ({flops_per_video / 1e9:.1f} "
+        f"GFLOP per video x {VIDEOS} over this machine's measured {args.amp} peak), i.e. "
+        f"{100 * floor / seconds['inference']:.0f} % of the peak. "
         f"Post-processing + evaluation: {post:.1f} s; with inference: {total:.1f} s "
         f"({'meets' if total < 120 else 'misses'} the 2-minute goal"
         f"{'' if total < 120 else f' by {total - 120:.0f} s, almost all of it inference'}). "

@@ -1,7 +1,14 @@
-"""Training and inference speed of the classifiers on this machine: fp32 vs bf16, NCHW vs channels_last.
+"""Training and inference speed of the classifiers against the reference code, on this machine, in one run.
 
-Each configuration runs `visionzoo bench ... --json` in its own process, so peak memory is its own.
-Usage: python benchmarks/bench_classifiers.py [--quick]
+For each model: the reference implementation (the literal transcriptions in benchmarks/*_reference.py) in eager
+fp32, NCHW, as its authors run it; then ours in fp32 and bf16, NCHW and channels_last, eager and compiled
+(--compile). Every row is `visionzoo.engine.bench.bench` (the recipe's own loss, optimizer step with its
+clipping, and MFU against this machine's measured peak for the dtype) in its own process, so memory and compiled
+code do not leak between rows. bf16 rows are skipped where bf16 is emulated (no AMX / AVX512-BF16): they would
+only measure the emulation.
+Goals (issue 10): GhostNet training >= 1.6x the reference; ResNet50-BAM and CSPDarknet53 >= 1.3x or >= 85 % MFU.
+
+Usage: python benchmarks/bench_classifiers.py [--quick] [--steps N] [--no-compile]
 """
 
 from __future__ import annotations
@@ -12,61 +19,106 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import markdown_table, write_section  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-# (label, recipe, extra flags): the CIFAR recipe at its own size, the ImageNet models at 224.
-CONFIGS = [
-    ("cspdarknet53 @32 (CIFAR-10)", "cspdarknet53_cifar10", ["-b", "64"]),
-    ("ghostnet_100 @224", "ghostnet_imagenet", ["-b", "32"]),
-    ("resnet50 @224", "resnet50_bam_imagenet", ["-b", "32", "--model", "resnet50"]),
-    ("resnet50_bam @224", "resnet50_bam_imagenet", ["-b", "32"]),
-    ("cspdarknet53 @224", "ghostnet_imagenet", ["-b", "32", "--model", "cspdarknet53", "--drop-rate", "0"]),
-]
+# label, recipe, model, reference module:function, batch, image size, goal vs reference (training)
+MODELS = [
+    ("ghostnet_100 @224", "ghostnet_imagenet", "ghostnet_100", "ghostnet_reference:ghostnet", 32, 224, "1.6x"),
+    ("resnet50_bam @224", "resnet50_bam_imagenet", "resnet50_bam", "resnet_bam_reference:resnet50_bam", 32, 224,
+     "1.3x or 85 % MFU"),
+    ("cspdarknet53 @224", "ghostnet_imagenet", "cspdarknet53", "cspdarknet_reference:cspdarknet53", 32, 224,
+     "1.3x or 85 % MFU"),
+    ("cspdarknet53 @32 (CIFAR-10)", "cspdarknet53_cifar10", "cspdarknet53", "cspdarknet_reference:cspdarknet53", 64,
+     32, "1.3x or 85 % MFU"),
+]  # fmt: skip
+REFERENCE_NAME = "reference_model"
 
 
-def run(recipe: str, extra: list[str], mode: str, amp: str, channels_last: bool, steps: int) -> dict:
-    flags = ["--mode", mode, "--amp", amp, "--steps", str(steps), "--warmup", "2", "--device", "cpu", "--json"]
-    flags.append("--channels-last" if channels_last else "--no-channels-last")
-    out = subprocess.run(
-        [sys.executable, "-m", "visionzoo", "bench", recipe, *extra, *flags], capture_output=True, text=True, check=True
+def run_config(config: dict) -> dict:
+    """One row in this process: the recipe fitted to the model and size, the reference registered if asked."""
+    import importlib
+
+    from visionzoo.engine.bench import bench
+    from visionzoo.models import ModelCfg, register_model
+    from visionzoo.recipes import get_recipe
+
+    recipe = get_recipe(config["recipe"])
+    model = config["model"]
+    if config["reference"]:
+        module, function = config["reference"].split(":")
+        build = getattr(importlib.import_module(f"benchmarks.{module}"), function)
+        register_model(ModelCfg())(lambda **kwargs: build(num_classes=kwargs.get("num_classes", 1000)))
+        model = REFERENCE_NAME
+    recipe = recipe.replace(
+        model=model,
+        img_size=config["size"],
+        batch_size=config["batch"],
+        amp=config["amp"],
+        channels_last=config["channels_last"],
+        compile=config["compile"],
+        device="cpu",
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return bench(recipe, config["mode"], steps=config["steps"], warmup=2)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="CIFAR recipe only")
+    parser.add_argument("--config", help="one row as JSON (internal)")
+    parser.add_argument("--quick", action="store_true", help="CSPDarknet53 at 32 only, 2 steps")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--no-compile", action="store_true")
     args = parser.parse_args()
+    if args.config:
+        print(json.dumps(run_config(json.loads(args.config))))
+        return
+
+    from benchmarks.report import markdown_table, write_section
+    from visionzoo.engine.hardware import cpu_flags, has_native_bf16
+
+    precisions = ["off", "bf16"] if has_native_bf16(cpu_flags()) else ["off"]
     rows = []
-    for label, recipe, extra in CONFIGS[:1] if args.quick else CONFIGS:
+    for label, recipe, model, reference, batch, size, goal in MODELS[-1:] if args.quick else MODELS:
         for mode in ("train", "infer"):
+            configs = [("reference", "off", False, False)]
+            configs += [("ours", amp, cl, False) for amp in precisions for cl in (False, True)]
+            configs += [] if args.no_compile else [("ours", amp, True, True) for amp in precisions]
             base = None
-            for amp in ("off", "bf16"):
-                for channels_last in (False, True):
-                    result = run(recipe, extra, mode, amp, channels_last, args.steps)
-                    base = base or result["samples_per_sec"]
-                    rows.append(
-                        {
-                            "model": label,
-                            "mode": mode,
-                            "amp": amp,
-                            "channels_last": channels_last,
-                            "batch": result["batch_size"],
-                            "samples/s": f"{result['samples_per_sec']:.1f}",
-                            "vs fp32 NCHW": f"{result['samples_per_sec'] / base:.2f}x",
-                            "ms/step": f"{result['ms_per_step']:.0f}",
-                            "peak RSS MB": f"{result['peak_memory_mb']:.0f}",
-                            "params": f"{result['params'] / 1e6:.2f} M",
-                            "GMACs": f"{result['gmacs_per_sample']:.3f}",
-                        }
-                    )
-                    print(rows[-1], flush=True)
+            for code, amp, channels_last, compile in configs:
+                config = {"recipe": recipe, "model": model, "reference": reference if code == "reference" else None,
+                          "size": size, "batch": batch, "amp": amp, "channels_last": channels_last,
+                          "compile": compile, "mode": mode, "steps": 2 if args.quick else args.steps}  # fmt: skip
+                out = subprocess.run([sys.executable, __file__, "--config", json.dumps(config)], capture_output=True,
+                                     text=True, cwd=ROOT)  # fmt: skip
+                if out.returncode != 0:
+                    print(f"{label} {mode} {code} {amp}: failed: {out.stderr.strip().splitlines()[-1:]}", flush=True)
+                    continue
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                base = base or result["samples_per_sec"]
+                rows.append(
+                    {
+                        "model": label,
+                        "mode": mode,
+                        "code": code,
+                        "precision": "fp32" if amp == "off" else amp,
+                        "channels_last": channels_last,
+                        "compile": compile,
+                        "batch": batch,
+                        "samples/s": f"{result['samples_per_sec']:.1f}",
+                        "vs reference": f"{result['samples_per_sec'] / base:.2f}x",
+                        "MFU": f"{100 * result['mfu']:.1f} %",
+                        "first step s": f"{result['first_step_s']:.1f}",
+                        "peak RSS MB": f"{result['peak_memory_mb']:.0f}",
+                        "goal": goal if mode == "train" and code == "reference" else "",
+                    }
+                )
+                print(rows[-1], flush=True)
     body = (
-        "Synthetic batches of the real shape; `visionzoo bench RECIPE --mode train|infer --amp off|bf16 "
-        f"[--channels-last]`, {args.steps} timed steps after 2 warm-up steps, one process per row.\n\n"
-        + markdown_table(rows)
+        "Synthetic batches of the real shape, `visionzoo.engine.bench.bench` per row in its own process, "
+        f"{2 if args.quick else args.steps} timed steps after the first (compiling) step and 2 warm-up steps. "
+        "`reference` = the authors' code (transcribed in benchmarks/) in eager fp32 NCHW; MFU = FLOPs of the "
+        "step (train: forward + backward) x samples/s over this machine's measured peak for the row's dtype. "
+        "`first step s` includes torch.compile's compilation where compile is on.\n\n" + markdown_table(rows)
     )
     write_section("bench_classifiers", body)
 

@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import datetime
-import os
 import platform
 import re
 from pathlib import Path
-
-import torch
 
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 _HEADER = "# Benchmarks\n\nEvery section is written by the script it names; rerun that script to refresh it.\n"
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (
-        f"{cpu}, {os.cpu_count()} logical cores, {gpu}; torch {torch.__version__}, Python {platform.python_version()}"
-    )
+    """The CPU (model, vector ISA, usable cores), torch's build and kernels, the GPUs, and Python."""
+    from visionzoo.engine.hardware import machine as this_machine
+
+    return f"{this_machine().describe()}; Python {platform.python_version()}"
 
 
 def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
