@@ -72,8 +72,8 @@ def main() -> None:
             f"{args.threads} thread(s) per runtime; 1-min load average {load_before:.1f} at the start and "
             f"{os.getloadavg()[0]:.1f} at the end (the machine is shared); "
             "onnxruntime fp32 (CPUExecutionProvider, ORT_ENABLE_ALL), "
-            "ONNX from the legacy TorchScript exporter (opset 17, dynamic batch; BMN exported with "
-            "bm_impl=matmul); torch fp32 and bf16 autocast under inference_mode. Random weights. "
+            "ONNX from the legacy TorchScript exporter (opset 17, dynamic batch; BMN in its GEMM "
+            "formulation); torch fp32 and bf16 autocast under inference_mode. Random weights. "
             f"Seed reference (Ascend 310, MindSpore AIR): {reference}. Whole run: {elapsed:.0f} s.",
             "",
             markdown_table(rows),
