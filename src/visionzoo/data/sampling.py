@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -105,3 +106,12 @@ def _exit_quietly_on_sigterm(worker_id: int) -> None:
     the main process, which got the same SIGTERM or is shutting its workers down, is saving its state.
     """
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+
+
+def report_worker_deaths_where_waited() -> None:
+    """Let a dead loader worker be reported where the main process waits for its data (torch checks every few
+    seconds), not by the SIGCHLD handler torch installs with the first multi-process iterator, which raises
+    wherever the main process happens to be: in an optimizer step, a checkpoint write, a `finally` block.
+    Call it once such an iterator exists."""
+    if hasattr(signal, "SIGCHLD") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)

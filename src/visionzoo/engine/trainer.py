@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from visionzoo.data.sampling import TrainSampler, make_loader
+from visionzoo.data.sampling import TrainSampler, make_loader, report_worker_deaths_where_waited
 from visionzoo.engine import checkpoint, distributed
 from visionzoo.engine.distributed import DistInfo
 from visionzoo.engine.evaluate import eval_loader, evaluate
@@ -126,7 +126,7 @@ def train(recipe: Recipe, options: RunOptions) -> dict[str, Any]:
                 except Preempted:  # during evaluation, before the epoch's record changed anything
                     _stop(t, state, epoch)
                     return {"interrupted": True, "run_dir": str(t.run_dir)}
-        except RuntimeError as err:  # torch raises this where the main process is when a worker dies
+        except RuntimeError as err:  # a loader worker of the evaluation died
             if "DataLoader worker" not in str(err):
                 raise
             raise VisionZooError(
@@ -235,11 +235,17 @@ def train_one_epoch(t: Training, state: TrainState, epoch: int, stop: _StopReque
     bar.update(state.epoch_step)
     epoch_start, time_before = time.monotonic(), state.epoch_time
     batches = iter(t.loader)
+    report_worker_deaths_where_waited()
     while True:
-        batch, stopping, empty = _next_batch(batches, info, stop)
-        if stopping:
+        batch, stopping, failure, empty = _next_batch(batches, info, stop)
+        if stopping or failure is not None:
             bar.close()
             _stop(t, state, epoch)
+            if failure is not None:
+                raise VisionZooError(
+                    f"{failure}; the state after epoch {epoch + 1} step {state.epoch_step} is saved: "
+                    f"continue with --resume auto --output {t.run_dir}"
+                )
             return False
         if batch is None:
             break
@@ -261,18 +267,32 @@ def train_one_epoch(t: Training, state: TrainState, epoch: int, stop: _StopReque
     return True
 
 
-def _next_batch(batches: Iterator[Batch], info: DistInfo, stop: _StopRequest) -> tuple[Batch | None, bool, bool]:
-    """(the next batch or None at the epoch's end, whether to stop, whether a rank's batch is empty).
+def _next_batch(
+    batches: Iterator[Batch], info: DistInfo, stop: _StopRequest
+) -> tuple[Batch | None, bool, str | None, bool]:
+    """(the next batch or None at the epoch's end, whether to stop, why the run failed or None, whether a rank's
+    batch is empty).
 
-    Waiting for a batch is where SIGTERM stops a run at once, whatever a loader worker is doing. SIGTERM reaches
-    the ranks at different moments, so one all-reduce makes them agree, before the step's collectives.
+    Waiting for a batch is where SIGTERM stops a run at once, whatever a loader worker is doing, and where a
+    dead worker is reported. They reach the ranks at different moments, so one all-reduce makes the ranks agree,
+    before the step's collectives; after a failure they save the state of the last step before stopping.
     """
-    batch = None
-    with contextlib.suppress(Preempted), stop.waiting():
-        batch = next(batches, None)
-    flags = torch.tensor([float(stop.requested), float(batch is not None and batch_size_of(batch) == 0)])
-    stopping, empty = (distributed.all_reduce_sum(info, flags) > 0).tolist()
-    return batch, stopping, empty
+    batch, failure = None, None
+    try:
+        with stop.waiting():
+            batch = next(batches, None)
+    except Preempted:
+        pass
+    except (RuntimeError, EOFError, ConnectionError) as err:  # a loader worker died (killed, out of memory)
+        if isinstance(err, RuntimeError) and "DataLoader worker" not in str(err):
+            raise
+        failure = f"a data loader worker died ({(str(err).strip() or type(err).__name__).splitlines()[0]})"
+    empty = batch is not None and batch_size_of(batch) == 0
+    flags = torch.tensor([float(stop.requested), float(failure is not None), float(empty)])
+    stopping, failed, empty = (distributed.all_reduce_sum(info, flags) > 0).tolist()
+    if failed and failure is None:
+        failure = "a data loader worker of another rank died"
+    return batch, stopping, failure, empty
 
 
 def _update(t: Training, state: TrainState, batch: Batch, lr: float, epoch: int) -> float:
