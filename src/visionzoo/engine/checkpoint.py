@@ -174,7 +174,7 @@ def load_latest_state(
     errors: list[VisionZooError] = []
     for name in (STATE_NAME, PREVIOUS_STATE_NAME):
         path = run_dir / name
-        if not path.exists():
+        if not path.is_file():  # missing, or not a regular file (which could block the reader)
             continue
         try:
             state = load_state(path)

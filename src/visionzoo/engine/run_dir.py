@@ -51,6 +51,8 @@ def newest_run(recipe: Recipe, pattern: str = "*", with_state: bool = False) -> 
 
 def _run_id_of(run_dir: Path) -> str | None:
     """The torchrun job that last trained in `run_dir` (recorded in its config.yaml)."""
+    if not (run_dir / "config.yaml").is_file():
+        return None
     try:
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
     except (OSError, yaml.YAMLError):
