@@ -92,3 +92,9 @@ def bytes_of_a_terabyte(folder: Path) -> Hostile:
     with open(data / TRAIN_FILES[0], "wb") as handle:
         pickle.dump({"data": _HugeBytes(), "labels": [0]}, handle, protocol=2)
     return Hostile(train_cifar(data, folder / "run"), error="data_batch_1: refused")
+
+
+@hostile("cifar-labels-beyond-int64")
+def labels_beyond_int64(folder: Path) -> Hostile:
+    data = _with_batch(folder, {"data": IMAGES, "labels": [2**70] * 16})
+    return Hostile(train_cifar(data, folder / "run"), error="data_batch_1: labels outside 0..9")

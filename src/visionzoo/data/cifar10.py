@@ -103,12 +103,12 @@ def _labels(path: Path, value: object, count: int, classes: int) -> np.ndarray:
     if not isinstance(value, list | tuple | np.ndarray) or np.ndim(value) != 1:
         raise VisionZooError(f"{path}: 'labels' must be a list of {count} class indices, got {type(value).__name__}")
     array = np.asarray(value)
-    if len(array) and array.dtype.kind not in "iu":
-        wrong = next(v for v in value if not isinstance(v, int | np.integer) or isinstance(v, bool))
+    wrong = next((v for v in value if not isinstance(v, int | np.integer) or isinstance(v, bool | np.bool_)), None)
+    if wrong is not None:
         raise VisionZooError(f"{path}: 'labels' must be integers (class indices), got {wrong!r}")
     if len(array) != count:
         raise VisionZooError(f"{path}: {len(array)} labels for {count} images")
-    if array.min() < 0 or array.max() >= classes:
+    if any(not 0 <= int(label) < classes for label in array):  # Python ints: no overflow on hostile values
         raise VisionZooError(f"{path}: labels outside 0..{classes - 1}")
     return array.astype(np.int64)
 

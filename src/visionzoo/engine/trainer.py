@@ -67,8 +67,11 @@ class Training:
         return self.ema.module if self.ema is not None else self.model
 
 
-class Preempted(Exception):
-    """SIGTERM arrived where the process was waiting without changing the training state (see `_StopRequest`)."""
+class Preempted(BaseException):
+    """SIGTERM arrived where the process was waiting without changing the training state (see `_StopRequest`).
+
+    Not an Exception, as KeyboardInterrupt is not: code that survives any error (a dataset skipping a bad file)
+    must not swallow it."""
 
 
 class _StopRequest:

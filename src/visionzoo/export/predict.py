@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from visionzoo.data.files import walk_files
+from visionzoo.data.files import require_regular_file, walk_files
 from visionzoo.data.transforms import normalize
 from visionzoo.errors import VisionZooError
 from visionzoo.export.model_card import ModelCard
@@ -135,6 +135,7 @@ def read_durations(path: Path) -> dict[str, float]:
     """
     from visionzoo.tasks.postprocess import reference_duration
 
+    require_regular_file(path, "video info file")
     if path.suffix == ".json":
         try:
             database = json.loads(path.read_text())

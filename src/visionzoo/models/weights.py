@@ -65,6 +65,8 @@ def _check_safetensors_layout(path: Path) -> None:
             header = json.loads(handle.read(length))
         except ValueError:  # JSONDecodeError and UnicodeDecodeError
             raise VisionZooError(f"{bad}: its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise VisionZooError(f"{bad}: its header is not a JSON object")
     ranges = [entry.get("data_offsets") for entry in header.values() if isinstance(entry, dict)]
     need = max((r[1] for r in ranges if isinstance(r, list) and len(r) == 2 and isinstance(r[1], int)), default=0)
     if need > size - 8 - length:
