@@ -69,3 +69,21 @@ def test_augmentation_depends_only_on_seed_epoch_and_index(tiny_cifar: Path) -> 
     assert any(differs)
     evaluation = Cifar10(tiny_cifar, train=False)
     assert np.array_equal(evaluation[(0, 0)][0].numpy(), evaluation.images[0].transpose(2, 0, 1))
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_numpy_pickles_of_every_protocol_are_read(tmp_path: Path, protocol: int) -> None:
+    """Protocols 0-2 store b"" as a call of bytes() (empty arrays, empty strings): admitted, nothing else is."""
+    batch = {"data": np.arange(6, dtype=np.uint8).reshape(2, 3), "empty": np.zeros((0, 3072), np.uint8), "b": b""}
+    path = tmp_path / "batch"
+    with open(path, "wb") as handle:
+        pickle.dump(batch, handle, protocol=protocol)
+    read = read_batch(path)
+    assert np.array_equal(read["data"], batch["data"]) and read["empty"].shape == (0, 3072) and read["b"] == b""
+
+
+def test_bytes_called_with_an_argument_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "batch"
+    path.write_bytes(b"c__builtin__\nbytes\n(I1000000000000\ntR.")  # bytes(10**12): a terabyte of zeros
+    with pytest.raises(VisionZooError, match="refused, it calls bytes with arguments"):
+        read_batch(path)

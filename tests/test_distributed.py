@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import processes
 import pytest
 import torch
 import torch.nn as nn
@@ -34,7 +35,6 @@ from visionzoo.recipes import get_recipe
 
 FAULT_ENV = "VISIONZOO_TEST_FAULT"
 RECIPE = "cspdarknet53_cifar10"
-TIMEOUT_S = 300  # generous: two CPU cores shared with other jobs; the runs themselves take seconds
 # 80 training images, global batch 16: 5 steps an epoch, 10 in all; cosine with warm-up so the lr varies per step.
 SETTINGS: dict[str, Any] = dict(
     model="tiny_test_net_nobn", epochs=2, workers=0, lr=0.05, sched="cosine", warmup_epochs=0.5, seed=3, amp="off"
@@ -71,15 +71,7 @@ def _launcher_command(nproc: int | None, args: list[str], max_restarts: int = 0)
 def _run(command: list[str], cwd: Path, fault: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run in a session of its own, so that a hang ends with all its workers killed, not orphaned."""
     env = {k: v for k, v in os.environ.items() if k != FAULT_ENV} | ({FAULT_ENV: fault} if fault else {})
-    with subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    ) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    return processes.run(command, cwd, env)
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:

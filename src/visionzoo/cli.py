@@ -32,8 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except VisionZooError as err:
-        print(f"visionzoo: error: {err}", file=sys.stderr)
+        print(f"visionzoo: error: {_own_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("visionzoo: interrupted", file=sys.stderr)
         return 130
+
+
+def _own_line(err: VisionZooError) -> str:
+    """The error's own line: one raised in a data loader worker arrives inside the text of its traceback."""
+    text = str(err)
+    if text.startswith(f"Caught {VisionZooError.__name__}"):
+        return text.rsplit(f"{VisionZooError.__name__}: ", 1)[-1].strip()
+    return text

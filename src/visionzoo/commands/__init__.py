@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
-MODULES = ("listing", "recipe_commands", "export", "predict", "eval_proposals", "demo", "data")
+MODULES = ("listing", "recipe_commands", "report", "export", "predict", "eval_proposals", "demo", "data")
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -15,3 +16,18 @@ class CommandParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `minimum` (counts, sizes), else the usual one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse

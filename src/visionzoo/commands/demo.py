@@ -17,6 +17,7 @@ import torch
 from visionzoo.errors import VisionZooError
 from visionzoo.models.weights import load_checkpoint
 from visionzoo.recipes import get_recipe
+from visionzoo.recipes.overrides import check_inputs
 from visionzoo.tasks import postprocess
 from visionzoo.tasks.proposals import ProposalTask
 
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_demo(recipe_name: str, checkpoint: Path, data: str, video: str | None, output: Path) -> list[Path]:
     recipe = get_recipe(recipe_name).replace(data=data)
+    check_inputs(recipe)
     task = ProposalTask(recipe)
     model = task.build_model()
     load_checkpoint(model, checkpoint)

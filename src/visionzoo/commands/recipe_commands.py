@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from visionzoo.commands import CommandParser
+from visionzoo.commands import CommandParser, int_at_least
 from visionzoo.errors import VisionZooError
 
 HELP = {"train": "train a recipe", "eval": "evaluate a checkpoint", "bench": "measure training or inference speed"}
@@ -45,7 +45,9 @@ def _recipe_parser(command: str, recipe) -> CommandParser:
         parser.add_argument("--output", type=Path, help="run directory (default runs/<recipe>/<timestamp>)")
         parser.add_argument("--resume", help="'auto' (latest state of the run directory) or a run dir / state file")
         parser.add_argument("--finetune", type=Path, help="initial weights; a classifier of another shape is dropped")
-        parser.add_argument("--devices", type=int, default=1, help="start N processes on this machine via torchrun")
+        parser.add_argument(
+            "--devices", type=int_at_least(1), default=1, help="start N processes on this machine via torchrun"
+        )
     if command == "eval":
         parser.add_argument("--checkpoint", type=Path, required=True, help="weights (.safetensors or .pt)")
         parser.add_argument("--output", type=Path, help="where eval outputs go (default: beside the checkpoint)")
@@ -56,8 +58,8 @@ def _recipe_parser(command: str, recipe) -> CommandParser:
             choices=("torch", "onnxruntime"),
             help="inference in this runtime: batch-1 latency (median, p90) and throughput at --batch-size",
         )
-        parser.add_argument("--steps", type=int, default=10, help="timed steps")
-        parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+        parser.add_argument("--steps", type=int_at_least(1), default=10, help="timed steps")
+        parser.add_argument("--warmup", type=int_at_least(0), default=3, help="untimed steps first")
     if command in ("eval", "bench"):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--config", type=Path, help="YAML file of recipe fields (applied before flags)")
@@ -66,14 +68,22 @@ def _recipe_parser(command: str, recipe) -> CommandParser:
 
 
 def _resolve_recipe(command: str, name: str, argv: list[str]):
+    """The recipe with the YAML file and the flags applied, every value and input file checked: errors come
+    before any work and before anything is written."""
+    from visionzoo.data.files import is_regular_file
     from visionzoo.recipes import get_recipe
-    from visionzoo.recipes.overrides import apply_arguments, apply_yaml
+    from visionzoo.recipes.overrides import apply_arguments, apply_yaml, check_inputs
 
     recipe = get_recipe(name)
     options = _recipe_parser(command, recipe).parse_args(argv)
     if options.config is not None:
         recipe = apply_yaml(recipe, options.config)
-    return apply_arguments(recipe, options), options
+    recipe = apply_arguments(recipe, options)
+    check_inputs(recipe)
+    finetune = getattr(options, "finetune", None)
+    if finetune is not None and not is_regular_file(finetune):
+        raise VisionZooError(f"--finetune {finetune}: no such file")
+    return recipe, options
 
 
 def _train(recipe, options: argparse.Namespace, argv: list[str]) -> int:

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from visionzoo.data.cache import cache_dir
+from visionzoo.data.files import require_regular_file
 from visionzoo.data.sampling import SampleKey
 from visionzoo.errors import VisionZooError
 
@@ -167,6 +168,7 @@ def select_subset(videos: list[VideoRecord], subset: str) -> list[VideoRecord]:
 
 def read_feature_csv(path: Path, temporal_scale: int, feat_dim: int) -> np.ndarray:
     """One feature file as float32 [temporal_scale, feat_dim], or a VisionZooError naming the file and the fault."""
+    require_regular_file(path, "feature file")
     try:
         with open(path, "rb") as handle:
             header = handle.readline()

@@ -29,6 +29,7 @@ _ALLOWED_GLOBALS = {
     ("numpy", "dtype"),
     ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
 }
+_EMPTY_BYTES = {("__builtin__", "bytes"), ("builtins", "bytes")}  # protocol <= 2 writes b"" as a call of bytes()
 
 
 class _Refused(pickle.UnpicklingError):
@@ -39,7 +40,16 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
+        if (module, name) in _EMPTY_BYTES:
+            return _empty_bytes
         raise _Refused(f"it references {module}.{name}")
+
+
+def _empty_bytes(*args: Any) -> bytes:
+    """bytes() as empty arrays pickle it; any argument (bytes(10**12) allocates a terabyte) is refused."""
+    if args:
+        raise _Refused(f"it calls bytes with arguments {args!r:.40}")
+    return b""
 
 
 def read_batch(path: Path) -> dict[str, Any]:
@@ -75,18 +85,32 @@ def load_split(root: Path, files: tuple[str, ...]) -> tuple[np.ndarray, np.ndarr
     images, labels = [], []
     for name in files:
         batch = read_batch(root / name)
-        data, batch_labels = batch.get("data"), batch.get("labels", batch.get("fine_labels"))
+        data = batch.get("data")
         if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
-            shape = getattr(data, "shape", None)
-            raise VisionZooError(f"{root / name}: 'data' must be a uint8 array of shape [N, 3072], got {shape}")
-        batch_labels = np.asarray(batch_labels, dtype=np.int64)
-        if batch_labels.shape != (data.shape[0],):
-            raise VisionZooError(f"{root / name}: {batch_labels.shape[0]} labels for {data.shape[0]} images")
-        if batch_labels.min() < 0 or batch_labels.max() >= len(names):
-            raise VisionZooError(f"{root / name}: labels outside 0..{len(names) - 1}")
+            found = f"{data.dtype} {list(data.shape)}" if isinstance(data, np.ndarray) else type(data).__name__
+            raise VisionZooError(f"{root / name}: 'data' must be a uint8 array of shape [N, 3072], got {found}")
+        if len(data) == 0:
+            raise VisionZooError(f"{root / name}: holds no images ('data' is empty)")
+        labels.append(_labels(root / name, batch.get("labels", batch.get("fine_labels")), len(data), len(names)))
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels.append(batch_labels)
     return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels), names
+
+
+def _labels(path: Path, value: object, count: int, classes: int) -> np.ndarray:
+    """A batch's labels as int64 [count] in 0..classes-1, or one error saying what is wrong with them."""
+    if value is None:
+        raise VisionZooError(f"{path}: no 'labels' (one class index per image)")
+    if not isinstance(value, list | tuple | np.ndarray) or np.ndim(value) != 1:
+        raise VisionZooError(f"{path}: 'labels' must be a list of {count} class indices, got {type(value).__name__}")
+    array = np.asarray(value)
+    wrong = next((v for v in value if not isinstance(v, int | np.integer) or isinstance(v, bool | np.bool_)), None)
+    if wrong is not None:
+        raise VisionZooError(f"{path}: 'labels' must be integers (class indices), got {wrong!r}")
+    if len(array) != count:
+        raise VisionZooError(f"{path}: {len(array)} labels for {count} images")
+    if any(not 0 <= int(label) < classes for label in array):  # Python ints: no overflow on hostile values
+        raise VisionZooError(f"{path}: labels outside 0..{classes - 1}")
+    return array.astype(np.int64)
 
 
 class Cifar10(Dataset):

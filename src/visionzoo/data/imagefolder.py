@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from visionzoo.data.files import directory_key, walk_files
 from visionzoo.data.sampling import SampleKey, sample_rng
-from visionzoo.data.transforms import EvalTransform, TrainTransform, open_image
+from visionzoo.data.transforms import MAX_IMAGE_PIXELS, EvalTransform, TrainTransform, open_image
 from visionzoo.errors import VisionZooError
 
 logger = logging.getLogger(__name__)
@@ -44,16 +45,6 @@ def is_image_file(name: str) -> bool:
 def find_classes(split_dir: Path) -> list[str]:
     """Visible sub-folders in plain `sorted()` order (torchvision ImageFolder, not timm's natural sort)."""
     return sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
-
-
-def images_under(folder: Path) -> list[str]:
-    """Image files below `folder`, recursively, as sorted paths relative to it (symlinks followed)."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        rel = os.path.relpath(dirpath, folder)
-        found += [name if rel == "." else os.path.join(rel, name) for name in sorted(filenames) if is_image_file(name)]
-    return found
 
 
 def images_under_top(folder: Path) -> list[str]:
@@ -112,8 +103,10 @@ def scan_split(root: Path, split: str, class_names: list[str] | None) -> tuple[l
                 f"only in train: {_few(only_train)}"
             )
         paths, labels = [], []
+        # links are followed, but no folder is entered twice: a link to a parent neither loops nor repeats images
+        seen = {directory_key(split_dir), *(directory_key(split_dir / name) for name in folders)}
         for index, name in enumerate(folders):
-            found = images_under(split_dir / name)
+            found = walk_files(split_dir / name, is_image_file, seen)
             if not found and class_names is None:
                 raise VisionZooError(f"{split_dir / name}: class folder without images ({', '.join(IMG_EXTENSIONS)})")
             paths += [os.path.join(name, p) for p in found]
@@ -148,11 +141,14 @@ def _few(names: list[str], limit: int = 10) -> str:
 class ImageFolderDataset(Dataset):
     """Items `(uint8 tensor [3, img_size, img_size], label)` by key (index, epoch); None for a corrupt image.
 
-    A training transform draws its randomness from (seed, epoch, index). A file that cannot be decoded is
-    logged once (per process) and counted in `skipped_files`, and the item is None (the collate drops it);
-    with `strict` a VisionZooError naming it is raised. Paths are kept in one numpy bytes array, not a list of
-    str, so forked loader workers do not copy them.
+    A training transform draws its randomness from (seed, epoch, index). A file that cannot be decoded, or that
+    has more than `max_pixels` pixels, is logged once (per process) and counted in `skipped_files`, and the item
+    is None (the collate drops it); with `strict` a VisionZooError naming it is raised. A set of which no image
+    can be read at all is refused at once (`PROBE_IMAGES`). Paths are kept in one numpy bytes array, not a list
+    of str, so forked loader workers do not copy them.
     """
+
+    PROBE_IMAGES = 16  # spread over the set; one readable is enough
 
     def __init__(
         self,
@@ -162,13 +158,15 @@ class ImageFolderDataset(Dataset):
         class_names: list[str] | None = None,
         seed: int = 0,
         strict: bool = False,
+        max_pixels: int = MAX_IMAGE_PIXELS,
     ) -> None:
         self.root, self.split, self.transform = Path(root), split, transform
         self.class_names, paths, labels = scan_split(self.root, split, class_names)
         self._paths = np.array([os.fsencode(p) for p in paths])
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.seed, self.strict = seed, strict
+        self.seed, self.strict, self.max_pixels = seed, strict, max_pixels
         self.skipped_files: set[str] = set()
+        self._require_a_readable_image()
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -176,33 +174,59 @@ class ImageFolderDataset(Dataset):
     def path(self, index: int) -> Path:
         return self.root / self.split / os.fsdecode(self._paths[index])
 
+    def _load(self, index: int, epoch: int) -> torch.Tensor | str:
+        """The transformed image, or why it cannot be read."""
+        try:
+            with open_image(self.path(index), self.max_pixels) as image:
+                if isinstance(self.transform, TrainTransform):
+                    return self.transform(image, sample_rng(self.seed, epoch, index))
+                return self.transform(image)
+        except Exception as err:  # any decoder failure; a loader worker must not die of one bad file
+            return f"{type(err).__name__}: {err}"
+
     def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, int] | None:
         index, epoch = key
-        path = self.path(index)
-        try:
-            with open_image(path) as image:
-                if isinstance(self.transform, TrainTransform):
-                    tensor = self.transform(image, sample_rng(self.seed, epoch, index))
-                else:
-                    tensor = self.transform(image)
-        except Exception as err:  # any decoder failure; a loader worker must not die of one bad file
-            reason = f"{type(err).__name__}: {err}"
+        loaded = self._load(index, epoch)
+        if isinstance(loaded, str):
+            path = self.path(index)
             if self.strict:
-                raise VisionZooError(f"{path}: unreadable image ({reason}); --strict-data is on") from None
+                raise VisionZooError(f"{path}: unreadable image ({loaded}); --strict-data is on")
             if str(path) not in self.skipped_files:
                 self.skipped_files.add(str(path))
-                logger.warning("skipping unreadable image %s (%s)", path, reason)
+                logger.warning("skipping unreadable image %s (%s)", path, loaded)
             return None
-        return tensor, int(self.labels[index])
+        return loaded, int(self.labels[index])
+
+    def _require_a_readable_image(self) -> None:
+        """Stop before training when no image can be read at all (not images, no permission), rather than
+        after an epoch of empty batches."""
+        count = min(self.PROBE_IMAGES, len(self))
+        tried = sorted({round(i * (len(self) - 1) / max(1, count - 1)) for i in range(count)})
+        reasons = []
+        for index in tried:
+            loaded = self._load(index, 0)
+            if not isinstance(loaded, str):
+                return
+            reasons.append(loaded)
+        raise VisionZooError(
+            f"{self.root / self.split}: no image could be read, all {len(tried)} tried failed "
+            f"(the first: {self.path(tried[0])}: {reasons[0]})"
+        )
 
 
 def build_imagefolder_datasets(
-    root: Path, train_transform: TrainTransform, eval_transform: EvalTransform, seed: int = 0, strict: bool = False
+    root: Path,
+    train_transform: TrainTransform,
+    eval_transform: EvalTransform,
+    seed: int = 0,
+    strict: bool = False,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> tuple[ImageFolderDataset, ImageFolderDataset]:
     """(train, val) of `root`/train and `root`/val (or validation); val must have train's class folders."""
     if not root.is_dir():
         raise VisionZooError(f"--data {root}: no such directory (expected train/ and val/ inside)")
-    train = ImageFolderDataset(root, "train", train_transform, seed=seed, strict=strict)
+    options = {"seed": seed, "strict": strict, "max_pixels": max_pixels}
+    train = ImageFolderDataset(root, "train", train_transform, **options)
     val_split = next((s for s in VAL_SPLITS if (root / s).is_dir()), VAL_SPLITS[0])
-    val = ImageFolderDataset(root, val_split, eval_transform, train.class_names, seed=seed, strict=strict)
+    val = ImageFolderDataset(root, val_split, eval_transform, train.class_names, **options)
     return train, val

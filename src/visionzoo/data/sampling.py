@@ -7,6 +7,9 @@ or split over N processes, sees exactly the data an uninterrupted single-process
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -91,4 +94,24 @@ def make_loader(
         persistent_workers=workers > 0,
         pin_memory=pin_memory,
         generator=torch.Generator(),
+        worker_init_fn=_exit_quietly_on_sigterm,
     )
+
+
+def _exit_quietly_on_sigterm(worker_id: int) -> None:
+    """A loader worker ends at once on SIGTERM, whatever it is doing, with status 0.
+
+    It would otherwise keep the training process's handler (which only sets a flag) and could never be
+    stopped; and a worker killed by a signal makes torch raise in the main process wherever that is, while
+    the main process, which got the same SIGTERM or is shutting its workers down, is saving its state.
+    """
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+
+
+def report_worker_deaths_where_waited() -> None:
+    """Let a dead loader worker be reported where the main process waits for its data (torch checks every few
+    seconds), not by the SIGCHLD handler torch installs with the first multi-process iterator, which raises
+    wherever the main process happens to be: in an optimizer step, a checkpoint write, a `finally` block.
+    Call it once such an iterator exists."""
+    if hasattr(signal, "SIGCHLD") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)

@@ -10,6 +10,7 @@ normalisation happens later on the device (timm's fast_collate pattern), which i
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
+from visionzoo.data.files import is_regular_file
 from visionzoo.errors import VisionZooError
 
 INTERPOLATIONS = {
@@ -25,7 +27,9 @@ INTERPOLATIONS = {
     "bicubic": Image.Resampling.BICUBIC,
 }
 
+TRAIN_CROPS = ("rrc", "pad", "none")
 Box = tuple[float, float, float, float]  # left, top, width, height in source pixels
+MAX_IMAGE_PIXELS = 40_000_000  # the default of --max-image-pixels (recipes/base.py says why)
 
 
 def pil_interpolation(name: str) -> Image.Resampling:
@@ -81,9 +85,27 @@ def eval_crop_box(width: int, height: int, img_size: int, crop_pct: float) -> Bo
     return left * scale_x, top * scale_y, img_size * scale_x, img_size * scale_y
 
 
-def open_image(path: str | Path) -> Image.Image:
-    """Open without decoding, so that `resize_crop` can still choose a reduced JPEG decode."""
-    return Image.open(path)
+class ImageRejected(ValueError):
+    """A file refused before any decoding: not a regular file, or more pixels than allowed."""
+
+
+def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Open without decoding, so that `resize_crop` can still choose a reduced JPEG decode.
+
+    Only regular files are opened (a FIFO named like an image would block for ever), and an image of more than
+    `max_pixels` pixels is refused from its header, before it is decoded. That limit is below Pillow's
+    decompression-bomb warning, whose two lines are therefore not shown.
+    """
+    if not is_regular_file(path):
+        raise ImageRejected("not a regular file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(path)
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise ImageRejected(f"{width} x {height} pixels, more than --max-image-pixels {max_pixels}")
+    return image
 
 
 def resize_crop(
@@ -189,8 +211,8 @@ class TrainTransform:
     draft: bool = True
 
     def __post_init__(self) -> None:
-        if self.crop not in ("rrc", "pad", "none"):
-            raise VisionZooError(f"--train-crop {self.crop}: expected rrc, pad or none")
+        if self.crop not in TRAIN_CROPS:
+            raise VisionZooError(f"--train-crop {self.crop}: expected one of {', '.join(TRAIN_CROPS)}")
         eval_crop_box(self.img_size, self.img_size, self.img_size, self.crop_pct)
         pil_interpolation(self.interpolation)
 

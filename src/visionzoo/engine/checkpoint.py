@@ -2,14 +2,21 @@
 
 `last.safetensors` / `best.safetensors` hold weights only (for sharing and `--finetune`); `last.state.pt`
 holds everything an exact resume needs and loads with `weights_only=True` (tensors and plain Python only).
+A temporary file is named after its writer (machine and process), so the next command on the folder can tell
+the leftover of a killed writer, which it deletes, from a file being written now.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
-import tempfile
+import re
+import shutil
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,26 +30,77 @@ logger = logging.getLogger(__name__)
 
 STATE_NAME, PREVIOUS_STATE_NAME = "last.state.pt", "prev.state.pt"
 STATE_FORMAT = "visionzoo-state-v1"
+_TEMPORARY = re.compile(r"^\..+\.(?P<host>[^.]*)\.(?P<pid>\d+)\.tmp$")
+FOREIGN_TEMPORARY_AGE_S = 3600  # a temporary file of another machine (or version) is a leftover after an hour
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` for a temporary file beside `path`, fsync it, and rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+def _host() -> str:
+    return socket.gethostname().replace(".", "_")
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{_host()}.{os.getpid()}.tmp")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None], before_replace: Callable[[], None] | None = None) -> None:
+    """Call `write(tmp)` for a temporary file beside `path`, fsync it, and rename it over `path`
+    (`before_replace` runs just before the rename).
+
+    A failure on the way (a full disk, a folder turned read-only) leaves `path` as it was and no temporary
+    file, and is one VisionZooError naming `path`.
+    """
+    tmp = _temporary(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as err:
+        raise VisionZooError(
+            f"{path}: cannot write it ({err.strerror or err}); the file there, if any, is unchanged"
+        ) from None
     finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete the temporary files that writers killed during a write left in `folder`: those of a process of
+    this machine that no longer runs, and those of other machines older than an hour. Best effort: a folder
+    that cannot be changed stays as it is."""
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        entries = [e for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".tmp")]
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        found = _TEMPORARY.match(entry.name)
+        if found is not None and found["host"] == _host():
+            stale = not _process_exists(int(found["pid"]))
+        else:
+            stale = now - entry.stat(follow_symlinks=False).st_mtime > FOREIGN_TEMPORARY_AGE_S
+        if stale:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                logger.info("removed %s, left by a write that did not finish", entry.path)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def write_text(path: Path, text: str) -> None:
@@ -58,18 +116,41 @@ def write_yaml(path: Path, obj: Any) -> None:
 
 
 def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    # serialised in memory, written by Python: a write error is an OSError with its reason, not the library's
+    data = save({k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}, metadata=metadata)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def save_state(run_dir: Path, state: dict[str, Any]) -> None:
-    """Write last.state.pt atomically, keeping the one it replaces as prev.state.pt."""
-    last = run_dir / STATE_NAME
-    if last.exists():
-        os.replace(last, run_dir / PREVIOUS_STATE_NAME)
-    atomic_write(last, lambda tmp: torch.save(state, tmp))
+    """Write last.state.pt so that a complete one exists at every moment: the new state goes to a temporary
+    file, the current one becomes prev.state.pt, then the temporary file replaces it."""
+    last, previous = run_dir / STATE_NAME, run_dir / PREVIOUS_STATE_NAME
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # in memory: torch.save reports a full disk as an opaque RuntimeError
+
+    def keep_previous() -> None:
+        if last.exists():
+            _replace_with_link(previous, last)
+
+    atomic_write(last, lambda tmp: tmp.write_bytes(buffer.getbuffer()), keep_previous)
+
+
+def _replace_with_link(path: Path, target: Path) -> None:
+    """`path` becomes what `target` is now, atomically: a hard link (a copy where the file system has none)
+    under a temporary name, renamed over `path`."""
+    tmp = _temporary(path)
+    try:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(target, tmp)
+        except OSError:
+            shutil.copyfile(target, tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -93,7 +174,7 @@ def load_latest_state(
     errors: list[VisionZooError] = []
     for name in (STATE_NAME, PREVIOUS_STATE_NAME):
         path = run_dir / name
-        if not path.exists():
+        if not path.is_file():  # missing, or not a regular file (which could block the reader)
             continue
         try:
             state = load_state(path)

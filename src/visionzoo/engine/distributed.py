@@ -32,6 +32,9 @@ class DistInfo:
         return self.rank == 0
 
 
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
 def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
@@ -39,7 +42,7 @@ def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     if choice not in ("auto", "cpu"):
-        raise VisionZooError(f"--device {choice}: expected auto, cpu or cuda")
+        raise VisionZooError(f"--device {choice}: expected one of {', '.join(DEVICE_CHOICES)}")
     return torch.device("cpu")
 
 
@@ -129,13 +132,6 @@ def all_reduce_sum(info: DistInfo, values: torch.Tensor) -> torch.Tensor:
     reduced = values.to(info.device, copy=True)
     dist.all_reduce(reduced)
     return reduced.to(values.device)
-
-
-def any_rank(info: DistInfo, flag: bool) -> bool:
-    """True on every rank when `flag` is true on at least one, so all ranks take the same branch."""
-    if not info.enabled:
-        return flag
-    return bool(all_reduce_sum(info, torch.tensor([float(flag)])).item() > 0)
 
 
 def cleanup() -> None:

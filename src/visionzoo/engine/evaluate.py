@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from visionzoo.data.sampling import EvalSampler, make_loader
 from visionzoo.engine import distributed
+from visionzoo.engine.checkpoint import remove_stale_temporaries
 from visionzoo.engine.distributed import DistInfo
 from visionzoo.engine.precision import autocast, compiled, resolve_amp
 from visionzoo.models.weights import load_checkpoint
@@ -46,6 +47,8 @@ def evaluate_checkpoint(recipe: Recipe, checkpoint: Path, output: Path | None = 
     """`visionzoo eval`: a checkpoint's metrics on the recipe's validation set, and the task's output files."""
     info = distributed.setup(recipe.device)
     try:
+        if info.is_main:
+            remove_stale_temporaries(checkpoint.parent)
         precision = resolve_amp(recipe.amp, info.device, recipe.seed_amp)
         recipe = recipe.replace(amp=precision.resolved)
         task = make_task(recipe)

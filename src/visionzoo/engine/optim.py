@@ -14,6 +14,9 @@ import torch.nn as nn
 from visionzoo.errors import VisionZooError
 from visionzoo.recipes.base import Recipe
 
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "step", "multistep", "cosine")
+
 
 def effective_lr(recipe: Recipe, world_size: int) -> float:
     """The recipe's lr, scaled linearly by global batch / lr_base_batch when the recipe names a reference batch."""
@@ -38,7 +41,7 @@ def build_optimizer(model: nn.Module, recipe: Recipe, lr: float) -> torch.optim.
         return torch.optim.Adam(groups, lr=lr)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
-    raise VisionZooError(f"--optimizer {recipe.optimizer}: expected sgd, adam or adamw")
+    raise VisionZooError(f"--optimizer {recipe.optimizer}: expected one of {', '.join(OPTIMIZERS)}")
 
 
 def lr_at(recipe: Recipe, base_lr: float, step: int, steps_per_epoch: int) -> float:
@@ -59,7 +62,7 @@ def lr_at(recipe: Recipe, base_lr: float, step: int, steps_per_epoch: int) -> fl
         if progress >= 1.0:
             return recipe.min_lr
         return recipe.min_lr + 0.5 * (base_lr - recipe.min_lr) * (1.0 + math.cos(math.pi * progress))
-    raise VisionZooError(f"--sched {recipe.sched}: expected constant, step, multistep or cosine")
+    raise VisionZooError(f"--sched {recipe.sched}: expected one of {', '.join(SCHEDULES)}")
 
 
 def optimizer_step(

@@ -15,6 +15,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from visionzoo.engine.checkpoint import write_text
+
 logger = logging.getLogger(__name__)
 
 
@@ -73,7 +75,7 @@ class MetricsWriter:
 
     def rewrite(self, history: list[dict[str, Any]]) -> None:
         """Make metrics.jsonl hold exactly `history` (after a resume: no duplicate or orphan epochs)."""
-        self.path.write_text("".join(json.dumps(record) + "\n" for record in history))
+        write_text(self.path, "".join(json.dumps(record) + "\n" for record in history))
 
     def append(self, record: dict[str, Any]) -> None:
         with open(self.path, "a") as handle:

@@ -1,13 +1,16 @@
 """Which run directory a training run writes to, and which saved state it resumes from.
 
 Rank 0 decides (`agree_on_run`) and every rank gets its answer or its error, so all ranks stop together on a
-bad `--resume` or an unwritable `--output`. Nothing here writes anything but the directory itself.
+bad `--resume` or an unwritable `--output`. Nothing here writes; it only removes what killed writes left.
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from typing import Any
 import torch.nn as nn
 import yaml
 
+from visionzoo.data.files import require_regular_file
 from visionzoo.engine import checkpoint, distributed
 from visionzoo.engine.distributed import DistInfo
 from visionzoo.errors import VisionZooError
@@ -31,7 +35,7 @@ class RunOptions:
 
 
 def has_state(run_dir: Path) -> bool:
-    # prev.state.pt alone is a run killed between the two renames of a save
+    # prev.state.pt alone: a last.state.pt deleted by hand, or left by a version that renamed it away first
     return any((run_dir / name).is_file() for name in (checkpoint.STATE_NAME, checkpoint.PREVIOUS_STATE_NAME))
 
 
@@ -47,6 +51,8 @@ def newest_run(recipe: Recipe, pattern: str = "*", with_state: bool = False) -> 
 
 def _run_id_of(run_dir: Path) -> str | None:
     """The torchrun job that last trained in `run_dir` (recorded in its config.yaml)."""
+    if not (run_dir / "config.yaml").is_file():
+        return None
     try:
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
     except (OSError, yaml.YAMLError):
@@ -89,13 +95,19 @@ def resolve_run_dir(recipe: Recipe, options: RunOptions) -> tuple[Path, Path | N
 
 
 def prepare_run_dir(run_dir: Path) -> None:
+    """Check that `run_dir` can be written, creating nothing: the directory is made with its first file, once
+    the set-up succeeded, so a run refused on the way leaves no empty directory. Leftovers of writes that a
+    kill interrupted are removed."""
+    existing = next(path for path in (run_dir, *run_dir.parents) if path.exists() or path == path.parent)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        with tempfile.TemporaryFile(dir=existing):  # unnamed where the OS can: nothing appears in the folder
+            pass
     except OSError as err:
         raise VisionZooError(f"--output {run_dir}: cannot write there ({err.strerror or err})") from None
+    if run_dir.is_dir():
+        checkpoint.remove_stale_temporaries(run_dir)
 
 
 def check_compatible(state: dict[str, Any], recipe: Recipe, world_size: int, model: nn.Module, source: Path) -> None:
@@ -130,7 +142,7 @@ def read_resume_state(source: Path, recipe: Recipe, world_size: int, model: nn.M
         if found is None:
             raise VisionZooError(f"{source}: no {checkpoint.STATE_NAME} to resume from")
         return found
-    state = checkpoint.load_state(source)
+    state = checkpoint.load_state(require_regular_file(source, "state file"))
     check(state, source)
     return source, state
 

@@ -6,10 +6,12 @@ then per epoch `train_one_epoch`, `end_epoch` (evaluate, checkpoint, log), then 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,11 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from visionzoo.data.sampling import TrainSampler, make_loader
+from visionzoo.data.sampling import TrainSampler, make_loader, report_worker_deaths_where_waited
 from visionzoo.engine import checkpoint, distributed
 from visionzoo.engine.distributed import DistInfo
 from visionzoo.engine.evaluate import eval_loader, evaluate
+from visionzoo.engine.hardware import machine
 from visionzoo.engine.optim import ModelEMA, build_optimizer, effective_lr, lr_at, optimizer_step
 from visionzoo.engine.precision import autocast, compiled, grad_scaler, resolve_amp
 from visionzoo.engine.progress import EpochProgress, MetricsWriter
@@ -32,7 +35,7 @@ from visionzoo.errors import VisionZooError
 from visionzoo.models.weights import load_checkpoint
 from visionzoo.recipes.base import Recipe
 from visionzoo.tasks import make_task
-from visionzoo.tasks.base import Task, batch_size_of
+from visionzoo.tasks.base import Batch, Task, batch_size_of
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +69,23 @@ class Training:
         return self.ema.module if self.ema is not None else self.model
 
 
+class Preempted(BaseException):
+    """SIGTERM arrived where the process was waiting without changing the training state (see `_StopRequest`).
+
+    Not an Exception, as KeyboardInterrupt is not: code that survives any error (a dataset skipping a bad file)
+    must not swallow it."""
+
+
 class _StopRequest:
-    """SIGTERM (a preempted job) asks the loop to save a checkpoint at the next step and exit."""
+    """SIGTERM (a preempted job) asks the run to save its state and exit.
+
+    The request is honoured before the next step, and at once inside a `waiting` section (waiting for a batch,
+    evaluating), where nothing changes the training state: there the handler raises `Preempted`, so a loader
+    worker that never answers cannot hold the run.
+    """
 
     def __init__(self) -> None:
-        self.requested = False
+        self.requested, self._waiting = False, False
         try:
             self.previous = signal.signal(signal.SIGTERM, self._handle)
         except ValueError:  # not in the main thread
@@ -78,6 +93,20 @@ class _StopRequest:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
+        if self._waiting:
+            self._waiting = False
+            raise Preempted
+
+    @contextlib.contextmanager
+    def waiting(self, enabled: bool = True) -> Iterator[None]:
+        """A section that SIGTERM may cut short with `Preempted` (when `enabled`)."""
+        if enabled and self.requested:
+            raise Preempted
+        self._waiting = enabled
+        try:
+            yield
+        finally:
+            self._waiting = False
 
     def restore(self) -> None:
         if self.previous is not None:
@@ -97,7 +126,18 @@ def train(recipe: Recipe, options: RunOptions) -> dict[str, Any]:
             for epoch in range(state.epoch, recipe.epochs):
                 if not train_one_epoch(t, state, epoch, stop):
                     return {"interrupted": True, "run_dir": str(t.run_dir)}
-                end_epoch(t, state, epoch, writer)
+                try:
+                    end_epoch(t, state, epoch, writer, stop)
+                except Preempted:  # during evaluation, before the epoch's record changed anything
+                    _stop(t, state, epoch)
+                    return {"interrupted": True, "run_dir": str(t.run_dir)}
+        except RuntimeError as err:  # a loader worker of the evaluation died
+            if "DataLoader worker" not in str(err):
+                raise
+            raise VisionZooError(
+                f"a data loader worker died ({str(err).splitlines()[0].strip()}); the last saved state in "
+                f"{t.run_dir} is intact: continue with --resume auto --output {t.run_dir}"
+            ) from None
         finally:
             stop.restore()
             if writer is not None:
@@ -156,6 +196,8 @@ def _set_up(recipe: Recipe, options: RunOptions, info: DistInfo) -> tuple[Traini
         "global_batch_size": recipe.batch_size * info.world_size,
         "lr_effective": base_lr,
         "torchelastic_run_id": distributed.elastic_run_id(),
+        "torch_version": str(torch.__version__),
+        "machine": machine().describe(),
     }
     t = Training(recipe, info, task, model, trained, evaluated, optimizer, scaler, ema, sampler, loader,
                  eval_loader(task, val_set, recipe, info), steps_per_epoch, base_lr, run_dir, config)  # fmt: skip
@@ -198,53 +240,107 @@ def train_one_epoch(t: Training, state: TrainState, epoch: int, stop: _StopReque
     bar = EpochProgress(t.steps_per_epoch, f"epoch {epoch + 1}/{recipe.epochs}", info.is_main)
     bar.update(state.epoch_step)
     epoch_start, time_before = time.monotonic(), state.epoch_time
-    for batch in t.loader:
-        batch = t.task.to_device(batch, info.device, recipe.channels_last)
+    batches = iter(t.loader)
+    report_worker_deaths_where_waited()
+    while True:
+        batch, stopping, failure, empty = _next_batch(batches, info, stop)
+        if stopping or failure is not None:
+            bar.close()
+            _stop(t, state, epoch)
+            if failure is not None:
+                raise VisionZooError(
+                    f"{failure}; the state after epoch {epoch + 1} step {state.epoch_step} is saved: "
+                    f"continue with --resume auto --output {t.run_dir}"
+                )
+            return False
+        if batch is None:
+            break
         lr = lr_at(recipe, t.base_lr, state.global_step, t.steps_per_epoch)
-        for group in t.optimizer.param_groups:
-            group["lr"] = lr
-        with autocast(recipe.amp, info.device):
-            loss, logs = t.task.train_step(t.trained, batch)
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise VisionZooError(
-                f"epoch {epoch + 1} step {state.epoch_step + 1}: the loss is {loss_value}; training stopped, "
-                f"the last good checkpoint in {t.run_dir} is kept (try a lower --lr)"
-            )
-        optimizer_step(loss, t.model, t.optimizer, t.scaler, recipe.clip_grad, t.ema)
-
-        samples = batch_size_of(batch)
-        state.epoch_samples += samples
-        for key, value in {"loss": loss_value, **logs}.items():  # counts (num_*) add up, the rest are means
-            weighted = float(value) if key.startswith("num_") else float(value) * samples
-            state.epoch_sums[key] = state.epoch_sums.get(key, 0.0) + weighted
+        shown = {"lr": lr}
+        if empty:  # no sample of the batch (on some rank) could be read: a step without an update
+            state.epoch_sums["num_empty_batches"] = state.epoch_sums.get("num_empty_batches", 0.0) + 1
+        else:
+            shown["loss"] = _update(t, state, batch, lr, epoch)
         state.global_step += 1
         state.epoch_step += 1
         state.epoch_time = time_before + time.monotonic() - epoch_start
         speed = state.epoch_samples * info.world_size / max(state.epoch_time, 1e-9)
-        bar.update(1, loss=loss_value, lr=lr, samples_per_s=speed)
-
-        # SIGTERM reaches the ranks at different steps; they must agree to save at the same one.
-        interrupted = distributed.any_rank(info, stop.requested)
-        if interrupted or (recipe.save_every_steps and state.global_step % recipe.save_every_steps == 0):
+        bar.update(1, **shown, samples_per_s=speed)
+        if recipe.save_every_steps and state.global_step % recipe.save_every_steps == 0:
             save_state(t, state)
-        if interrupted:
-            bar.close()
-            if info.is_main:
-                logger.info(
-                    "stopped at epoch %d step %d; state saved in %s (continue with --resume auto --output %s)",
-                    epoch + 1, state.epoch_step, t.run_dir, t.run_dir,
-                )  # fmt: skip
-            return False
     bar.close()
     state.epoch_time = time_before + time.monotonic() - epoch_start
     return True
 
 
-def end_epoch(t: Training, state: TrainState, epoch: int, writer: MetricsWriter | None) -> None:
-    """The epoch's record (averages over all ranks, evaluation), the best weights, the checkpoint, the log line."""
+def _next_batch(
+    batches: Iterator[Batch], info: DistInfo, stop: _StopRequest
+) -> tuple[Batch | None, bool, str | None, bool]:
+    """(the next batch or None at the epoch's end, whether to stop, why the run failed or None, whether a rank's
+    batch is empty).
+
+    Waiting for a batch is where SIGTERM stops a run at once, whatever a loader worker is doing, and where a
+    dead worker is reported. They reach the ranks at different moments, so one all-reduce makes the ranks agree,
+    before the step's collectives; after a failure they save the state of the last step before stopping.
+    """
+    batch, failure = None, None
+    try:
+        with stop.waiting():
+            batch = next(batches, None)
+    except Preempted:
+        pass
+    except (RuntimeError, EOFError, ConnectionError) as err:  # a loader worker died (killed, out of memory)
+        if isinstance(err, RuntimeError) and "DataLoader worker" not in str(err):
+            raise
+        failure = f"a data loader worker died ({(str(err).strip() or type(err).__name__).splitlines()[0]})"
+    empty = batch is not None and batch_size_of(batch) == 0
+    flags = torch.tensor([float(stop.requested), float(failure is not None), float(empty)])
+    stopping, failed, empty = (distributed.all_reduce_sum(info, flags) > 0).tolist()
+    if failed and failure is None:
+        failure = "a data loader worker of another rank died"
+    return batch, stopping, failure, empty
+
+
+def _update(t: Training, state: TrainState, batch: Batch, lr: float, epoch: int) -> float:
+    """One optimizer step on `batch`, its logs added to the epoch's sums; returns the loss."""
+    batch = t.task.to_device(batch, t.info.device, t.recipe.channels_last)
+    for group in t.optimizer.param_groups:
+        group["lr"] = lr
+    with autocast(t.recipe.amp, t.info.device):
+        loss, logs = t.task.train_step(t.trained, batch)
+    loss_value = float(loss.detach())
+    if not math.isfinite(loss_value):
+        raise VisionZooError(
+            f"epoch {epoch + 1} step {state.epoch_step + 1}: the loss is {loss_value}; training stopped, "
+            f"the last good checkpoint in {t.run_dir} is kept (try a lower --lr)"
+        )
+    optimizer_step(loss, t.model, t.optimizer, t.scaler, t.recipe.clip_grad, t.ema)
+    samples = batch_size_of(batch)
+    state.epoch_samples += samples
+    for key, value in {"loss": loss_value, **logs}.items():  # counts (num_*) add up, the rest are means
+        weighted = float(value) if key.startswith("num_") else float(value) * samples
+        state.epoch_sums[key] = state.epoch_sums.get(key, 0.0) + weighted
+    return loss_value
+
+
+def _stop(t: Training, state: TrainState, epoch: int) -> None:
+    """Save the state of the last completed step and say how to continue."""
+    save_state(t, state)
+    if t.info.is_main:
+        logger.info(
+            "stopped at epoch %d step %d; state saved in %s (continue with --resume auto --output %s)",
+            epoch + 1, state.epoch_step, t.run_dir, t.run_dir,
+        )  # fmt: skip
+
+
+def end_epoch(t: Training, state: TrainState, epoch: int, writer: MetricsWriter | None, stop: _StopRequest) -> None:
+    """The epoch's record (averages over all ranks, evaluation), the best weights, the checkpoint, the log line.
+
+    Evaluation comes before any change to `state`, so that SIGTERM can cut it short (one process; ranks would
+    disagree) and the saved state re-runs it. The weights are written before the state that marks the epoch
+    done, so a kill between them re-runs the epoch's end instead of leaving its weights unwritten.
+    """
     recipe, info = t.recipe, t.info
-    state.train_time += state.epoch_time
     # A rank that resumed with no step left in the epoch has no sums of its own: the keys come from all ranks.
     keys = sorted(set().union(*distributed.gather_objects(info, list(state.epoch_sums))))
     sums = [state.epoch_samples, *(state.epoch_sums.get(k, 0.0) for k in keys)]
@@ -259,18 +355,21 @@ def end_epoch(t: Training, state: TrainState, epoch: int, writer: MetricsWriter 
         )
     record["samples_per_sec"] = total_samples / max(state.epoch_time, 1e-9)
     if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
-        record.update(evaluate(t.task, t.evaluated, t.eval_loader, info, recipe).metrics)
+        with stop.waiting(enabled=not info.enabled):
+            record.update(evaluate(t.task, t.evaluated, t.eval_loader, info, recipe).metrics)
+    state.train_time += state.epoch_time
     improved = state.update_best(record, recipe.main_metric)
     state.history.append(record)
     state.epoch += 1
     state.start_epoch()
-    save_state(t, state)
     if info.is_main:
         weights = t.eval_model.state_dict()
         meta = {"model": recipe.model, "recipe": recipe.name, "epoch": str(epoch + 1)}
         checkpoint.save_weights(t.run_dir / "last.safetensors", weights, meta)
         if improved:
             checkpoint.save_weights(t.run_dir / "best.safetensors", weights, meta)
+    save_state(t, state)
+    if info.is_main:
         writer.append(record)
         logger.info("%s", _epoch_line(record))
 

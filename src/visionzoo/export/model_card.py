@@ -21,6 +21,7 @@ from typing import Any
 
 import torch.nn as nn
 
+from visionzoo.engine.checkpoint import remove_stale_temporaries
 from visionzoo.errors import VisionZooError
 from visionzoo.recipes.base import ClassificationRecipe, ProposalRecipe, Recipe
 from visionzoo.recipes.overrides import merge_values, read_yaml_mapping
@@ -203,6 +204,8 @@ def resolve_card(name: str, checkpoint: str | Path | None = None, img_size: int 
     recipe = _recipe_for(name)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     run_dir = checkpoint.parent if checkpoint is not None else None
+    if run_dir is not None:
+        remove_stale_temporaries(run_dir)
     if run_dir is not None and (run_dir / "config.yaml").is_file():
         recipe = _apply_run_config(recipe, run_dir / "config.yaml")
     if img_size is not None:

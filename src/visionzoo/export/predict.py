@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from visionzoo.data.files import require_regular_file, walk_files
 from visionzoo.data.transforms import normalize
 from visionzoo.engine.precision import compute_dtype, resolve_amp
 from visionzoo.errors import VisionZooError
@@ -79,16 +79,11 @@ def load_image(path: Path, card: ModelCard) -> torch.Tensor:
 
 
 def expand_inputs(inputs: list[Path], accept: Callable[[str], bool], what: str) -> list[Path]:
-    """Files as given, folders expanded (recursively, sorted) to the files `accept` admits."""
+    """Files as given, folders expanded (recursively, sorted) to the regular files `accept` admits."""
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            found = sorted(
-                Path(dirpath) / name
-                for dirpath, _, names in os.walk(item, followlinks=True)
-                for name in names
-                if accept(name)
-            )
+            found = sorted(item / name for name in walk_files(item, accept))
             if not found:
                 raise VisionZooError(f"{item}: no {what} in this folder")
             files += found
@@ -153,6 +148,7 @@ def read_durations(path: Path) -> dict[str, float]:
     """
     from visionzoo.tasks.postprocess import reference_duration
 
+    require_regular_file(path, "video info file")
     if path.suffix == ".json":
         try:
             database = json.loads(path.read_text())

@@ -5,6 +5,7 @@ Nothing here unpickles arbitrary objects: safetensors, or `torch.load(weights_on
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 from collections.abc import Callable, Mapping
@@ -35,6 +36,7 @@ def read_state_dict(path: str | Path) -> StateDict:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
+            _check_safetensors_layout(path)
             obj = load_file(str(path))
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -44,6 +46,31 @@ def read_state_dict(path: str | Path) -> StateDict:
     except Exception as err:  # noqa: BLE001 - any decoding failure is a bad file for the user
         raise VisionZooError(f"{path}: not a readable weights file ({type(err).__name__}: {err})") from None
     return _unwrap(obj, path)
+
+
+def _check_safetensors_layout(path: Path) -> None:
+    """Say plainly what is wrong with a safetensors file that is empty, cut short or garbled.
+
+    The format: an 8-byte little-endian header length, a JSON header giving each tensor's byte range, the bytes.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        raise VisionZooError(f"{path}: empty file (0 bytes), not safetensors weights")
+    bad = f"{path}: truncated or corrupt safetensors file"
+    with open(path, "rb") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        if size < 8 or length > size - 8:
+            raise VisionZooError(f"{bad}: its header claims {length} bytes, the file has {size}")
+        try:
+            header = json.loads(handle.read(length))
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            raise VisionZooError(f"{bad}: its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise VisionZooError(f"{bad}: its header is not a JSON object")
+    ranges = [entry.get("data_offsets") for entry in header.values() if isinstance(entry, dict)]
+    need = max((r[1] for r in ranges if isinstance(r, list) and len(r) == 2 and isinstance(r[1], int)), default=0)
+    if need > size - 8 - length:
+        raise VisionZooError(f"{bad}: its tensors need {need} bytes, the file holds {size - 8 - length}")
 
 
 def _unwrap(obj: object, path: Path) -> StateDict:

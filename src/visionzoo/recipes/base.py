@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass
 class Recipe:
+    DATA_FORMATS: ClassVar[tuple[str, ...]] = ()  # the on-disk formats this kind of recipe reads
+
     name: str = ""
     task: str = ""
     description: str = ""
@@ -69,6 +71,8 @@ class Recipe:
 
 @dataclass
 class ClassificationRecipe(Recipe):
+    DATA_FORMATS: ClassVar[tuple[str, ...]] = ("cifar10", "imagefolder")
+
     task: str = "classification"
     num_classes: int = 1000
     img_size: int = 224
@@ -85,10 +89,15 @@ class ClassificationRecipe(Recipe):
     label_smoothing: float = 0.0
     drop_rate: float = 0.0
     strict_data: bool = False  # fail on a corrupt image instead of skipping it
+    # larger images are skipped like corrupt ones, before decoding: below Pillow's decompression-bomb warning
+    # (89 megapixels), above the photos of common cameras (data/transforms.MAX_IMAGE_PIXELS)
+    max_image_pixels: int = 40_000_000
 
 
 @dataclass
 class ProposalRecipe(Recipe):
+    DATA_FORMATS: ClassVar[tuple[str, ...]] = ("activitynet",)
+
     task: str = "proposals"
     main_metric: str = "AUC"
     temporal_scale: int = 100

@@ -53,7 +53,8 @@ def build_classification_datasets(recipe: ClassificationRecipe) -> tuple[Dataset
         from visionzoo.data.imagefolder import build_imagefolder_datasets
 
         transforms = train_transform(recipe), eval_transform(recipe)
-        return build_imagefolder_datasets(root, *transforms, seed=recipe.seed, strict=recipe.strict_data)
+        options = {"seed": recipe.seed, "strict": recipe.strict_data, "max_pixels": recipe.max_image_pixels}
+        return build_imagefolder_datasets(root, *transforms, **options)
     raise VisionZooError(f"--data-format {recipe.data_format}: expected cifar10 or imagefolder")
 
 
