@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import argparse
 
-MODULES = ("listing", "recipe_commands", "export", "predict", "eval_proposals", "demo", "data")
+MODULES = (
+    "listing",
+    "recipe_commands",
+    "export",
+    "predict",
+    "eval_proposals",
+    "eval_detection",
+    "detect",
+    "demo",
+    "data",
+)
 
 
 class CommandParser(argparse.ArgumentParser):

@@ -213,11 +213,16 @@ def proposals_json(results: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any
     return {"version": "VERSION 1.3", "results": dict(results), "external_data": {}}
 
 
-def write_proposals(path: str | Path, results: Mapping[str, list[dict[str, Any]]]) -> Path:
+def write_results(path: str | Path, results: Mapping[str, list[dict[str, Any]]]) -> Path:
+    """An ActivityNet result file, written atomically: proposals, detections and video classes share its layout."""
+    from visionzoo.engine.checkpoint import write_text
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(proposals_json(results)))
+    write_text(path, json.dumps(proposals_json(results)))
     return path
+
+
+write_proposals = write_results  # the name the proposal commands know it by
 
 
 def sliding_window_proposals(
@@ -262,10 +267,16 @@ def segment_array(path: Path, video: str, items: Any, with_score: bool) -> np.nd
     return np.asarray(rows, dtype=np.float64).reshape(-1, 3 if with_score else 2)
 
 
+def read_results(path: Path, what: str) -> dict[str, Any]:
+    """The `results` object of an ActivityNet result file (proposals, detections, classification)."""
+    data = read_json(path, f"{what} file")
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+        raise VisionZooError(f"{path}: not an ActivityNet {what} file (needs 'results': {{video: [...]}})")
+    return data["results"]
+
+
 def load_proposals(path: str | Path) -> dict[str, np.ndarray]:
     """[n, 3] (start, end, score) per video of an ActivityNet proposals JSON, in file order."""
     path = Path(path)
-    data = read_json(path, "proposals file")
-    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
-        raise VisionZooError(f"{path}: not an ActivityNet proposals file (needs 'results': {{video: [...]}})")
-    return {name: segment_array(path, name, items, with_score=True) for name, items in data["results"].items()}
+    results = read_results(path, "proposals")
+    return {name: segment_array(path, name, items, with_score=True) for name, items in results.items()}
