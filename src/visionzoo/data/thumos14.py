@@ -329,7 +329,7 @@ class _MappedFeatures:
     def rows(self, path: Path, begin: int, end: int) -> np.ndarray:
         if path not in self._open:
             self._open[path] = np.load(path, mmap_mode="r")
-        return np.asarray(self._open[path][begin:end], dtype=np.float32)
+        return np.array(self._open[path][begin:end], dtype=np.float32)  # a copy: torch wants writable memory
 
 
 class SnippetWindows(Dataset):

@@ -97,3 +97,21 @@ def detect_file(
     detections = fuse(found, load_classes(classes), top_k, fusion, max_per_video)
     path = write_results(output, detections)
     return path, len(detections), sum(len(d) for d in detections.values())
+
+
+def score_detections(
+    recipe: Any, proposals: Mapping[str, list[dict[str, Any]]], truth: Mapping[str, tuple[Any, list[str]]]
+) -> tuple[dict[str, float], dict[str, list[dict[str, Any]]]]:
+    """(mAP metrics in percent, detections) of a proposal task's evaluation, with the recipe's detection settings.
+
+    `truth` holds each evaluated video's (segments in seconds, labels), as the evaluation items carry them.
+    """
+    from visionzoo.tasks.detection_metrics import detection_table, evaluate_detections, parse_tiou, summary, truth_of
+
+    if recipe.classes == "auto":
+        raise VisionZooError("--classes auto is resolved by `visionzoo train` / `visionzoo eval`, not by the task")
+    detections = fuse(proposals, load_classes(recipe.classes), recipe.class_top_k, recipe.fusion, recipe.max_detections)
+    evaluation = evaluate_detections(
+        truth_of(truth), detection_table(detections, recipe.classes), parse_tiou(recipe.detection_tiou)
+    )
+    return summary(evaluation), detections
