@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from numerics import FP32, assert_close
 
 from visionzoo.cli import main
 from visionzoo.data import thumos14
 from visionzoo.data.activitynet import format_csv_rows, write_video_info
+from visionzoo.data.builtin import resolve_data
 from visionzoo.data.thumos14 import LongVideo, SnippetWindows, WholeVideos, WindowRecord, load_long_videos
+from visionzoo.engine.auto_classes import classes_file
 from visionzoo.errors import VisionZooError
+from visionzoo.recipes import get_recipe
+from visionzoo.tasks import detection, detection_metrics
+from visionzoo.tasks.postprocess import sliding_window_proposals
 from visionzoo.tasks.windowed_proposals import merge_video, window_proposals
 
 FEAT_DIM = 6
@@ -158,3 +165,48 @@ def test_reader_names_each_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtu
     *_, line = capsys.readouterr().err.strip().splitlines()  # after the line saying --classes auto trains first
     assert line.startswith("visionzoo: error: ") and "snippet stride in frames with --snippet-frames" in line
     assert not (tmp_path / "r" / "last.state.pt").exists()
+
+
+# ---------------------------------------------------------------------------------------- the whole path
+
+
+def sliding_window_map(root: Path, classes: Path, window_seconds: tuple[float, ...]) -> float:
+    """mAP@0.5 of the baseline: windows of fixed lengths at half-window strides, with the same video classes."""
+    videos = load_long_videos(root, "test", 32)
+    proposals = {}
+    for video in videos:
+        scales = tuple(seconds / video.duration_second for seconds in window_seconds)
+        proposals[video.name] = sliding_window_proposals(video.duration_second, scales, 200)
+    found = detection.fuse(proposals, detection.load_classes(classes), 2, "product", 200)
+    truth = detection_metrics.truth_of({video.name: (video.segments, video.labels) for video in videos})
+    table = detection_metrics.detection_table(found, "baseline")
+    return 100.0 * float(detection_metrics.evaluate_detections(truth, table, [0.5])["mAP"][0])
+
+
+@pytest.mark.slow
+def test_thumos_demo_trains_then_beats_sliding_windows_and_predict_uses_the_same_windows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    shape = ["--data", "thumos-demo", "--feat-dim", "32", "--temporal-scale", "32", "--workers", "0"]
+    short = ["--epochs", "2", "--eval-every", "2", "--lr", "1e-3"]
+    assert main(["train", "bmn_thumos14", *shape, *short, "--output", str(run)]) == 0
+    capsys.readouterr()
+    weights = str(run / "best.safetensors")
+    assert main(["eval", "bmn_thumos14", "--checkpoint", weights, *shape, "--amp", "off", "--json"]) == 0  # as predict
+    metrics = json.loads(capsys.readouterr().out)
+
+    recipe = get_recipe("bmn_thumos14").replace(feat_dim=32, data="thumos-demo")
+    classes, root = classes_file(recipe), resolve_data("thumos-demo", "thumos14", feat_dim=32)  # both cached by now
+    baselines = [sliding_window_map(root, classes, seconds) for seconds in ((1, 2, 4, 8, 16), (4,))]
+    assert metrics["mAP@0.50"] > max(baselines) + 20.0, (metrics, baselines)
+
+    name = sorted(json.loads((run / "proposals.json").read_text())["results"])[0]
+    out = tmp_path / "predicted.json"
+    argv = ["predict", "bmn_thumos14", str(root / "snippets" / f"{name}.npy"), "--checkpoint", weights]
+    assert main([*argv, "--video-info", str(root / "video_info_new.csv"), "--output", str(out)]) == 0
+    predicted = json.loads(out.read_text())["results"][name]
+    evaluated = json.loads((run / "proposals.json").read_text())["results"][name]
+    assert len(predicted) == len(evaluated) == 200
+    assert_close(torch.tensor([[*p["segment"], p["score"]] for p in predicted[:20]]),
+                 torch.tensor([[*p["segment"], p["score"]] for p in evaluated[:20]]), FP32)  # fmt: skip

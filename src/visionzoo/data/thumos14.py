@@ -143,7 +143,7 @@ class LongVideo:
         return self.snippet_frames / self.fps
 
 
-def _read_info(path: Path) -> list[tuple[str, str, float, float]]:
+def read_video_info(path: Path) -> list[tuple[str, str, float, float]]:
     """(video, subset, seconds, fps) per row of the info CSV, each checked."""
     if not path.is_file():
         raise VisionZooError(f"{path}: missing video info CSV (columns video, seconds, fps, subset)")
@@ -259,7 +259,7 @@ def load_long_videos(
     root = Path(root)
     if not root.is_dir():
         raise VisionZooError(f"{root}: no such data directory (expected {video_info}, {video_anno}, {feature_dir}/)")
-    rows = _read_info(root / video_info)
+    rows = read_video_info(root / video_info)
     chosen = [row for row in rows if subset in ("all", row[1])]
     if not chosen:
         subsets = ", ".join(sorted({row[1] for row in rows}))

@@ -14,8 +14,11 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from visionzoo.errors import VisionZooError
 from visionzoo.tasks.postprocess import read_results, video_id, write_results
@@ -46,6 +49,13 @@ def load_classes(path: str | Path) -> Classes:
     return classes_of(read_results(Path(path), "classification"), str(path))
 
 
+def check_fusion(top_k: int, fusion: str, max_per_video: int) -> None:
+    if fusion not in FUSIONS:
+        raise VisionZooError(f"--fusion {fusion}: expected one of {', '.join(FUSIONS)}")
+    if top_k < 1 or max_per_video < 1:
+        raise VisionZooError(f"--top-k {top_k}, --max-per-video {max_per_video}: both must be at least 1")
+
+
 def fuse(
     proposals: Mapping[str, list[dict[str, Any]]],
     classes: Classes,
@@ -57,10 +67,7 @@ def fuse(
 
     Videos without classes are left out with a warning (none at all is an error).
     """
-    if fusion not in FUSIONS:
-        raise VisionZooError(f"--fusion {fusion}: expected one of {', '.join(FUSIONS)}")
-    if top_k < 1 or max_per_video < 1:
-        raise VisionZooError(f"--top-k {top_k}, --max-per-video {max_per_video}: both must be at least 1")
+    check_fusion(top_k, fusion, max_per_video)
     combine = (lambda p, c: p * c) if fusion == "product" else (lambda p, c: math.sqrt(p * c))
     detections, unclassified = {}, []
     for name, found in proposals.items():
@@ -99,19 +106,36 @@ def detect_file(
     return path, len(detections), sum(len(d) for d in detections.values())
 
 
-def score_detections(
-    recipe: Any, proposals: Mapping[str, list[dict[str, Any]]], truth: Mapping[str, tuple[Any, list[str]]]
-) -> tuple[dict[str, float], dict[str, list[dict[str, Any]]]]:
-    """(mAP metrics in percent, detections) of a proposal task's evaluation, with the recipe's detection settings.
+@dataclass(frozen=True)
+class DetectionSettings:
+    """How a proposal task's evaluation makes and scores detections: the recipe's fields, checked up front (a
+    bad classes file or option fails before any work)."""
 
-    `truth` holds each evaluated video's (segments in seconds, labels), as the evaluation items carry them.
-    """
-    from visionzoo.tasks.detection_metrics import detection_table, evaluate_detections, parse_tiou, summary, truth_of
+    classes: Classes | None  # None: proposals only ("" or an unresolved "auto")
+    top_k: int
+    fusion: str
+    max_per_video: int
+    tiou_thresholds: np.ndarray
+    source: str
 
-    if recipe.classes == "auto":
-        raise VisionZooError("--classes auto is resolved by `visionzoo train` / `visionzoo eval`, not by the task")
-    detections = fuse(proposals, load_classes(recipe.classes), recipe.class_top_k, recipe.fusion, recipe.max_detections)
-    evaluation = evaluate_detections(
-        truth_of(truth), detection_table(detections, recipe.classes), parse_tiou(recipe.detection_tiou)
-    )
-    return summary(evaluation), detections
+    @classmethod
+    def of(cls, recipe: Any) -> DetectionSettings:
+        from visionzoo.tasks.detection_metrics import parse_tiou
+
+        check_fusion(recipe.class_top_k, recipe.fusion, recipe.max_detections)
+        classes = load_classes(recipe.classes) if recipe.classes not in ("", "auto") else None
+        thresholds = parse_tiou(recipe.detection_tiou)
+        return cls(classes, recipe.class_top_k, recipe.fusion, recipe.max_detections, thresholds, recipe.classes)
+
+    def score(
+        self, proposals: Mapping[str, list[dict[str, Any]]], truth: Mapping[str, tuple[Any, list[str]]]
+    ) -> tuple[dict[str, float], dict[str, list[dict[str, Any]]]]:
+        """(mAP metrics in percent, detections) of the proposals against `truth`: each evaluated video's
+        (segments in seconds, labels), as the evaluation items carry them."""
+        from visionzoo.tasks.detection_metrics import detection_table, evaluate_detections, summary, truth_of
+
+        if self.classes is None:
+            raise VisionZooError(f"--classes {self.source}: no classes file ('auto' is resolved by train and eval)")
+        detections = fuse(proposals, self.classes, self.top_k, self.fusion, self.max_per_video)
+        table = detection_table(detections, self.source)
+        return summary(evaluate_detections(truth_of(truth), table, self.tiou_thresholds)), detections

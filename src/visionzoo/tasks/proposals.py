@@ -23,7 +23,7 @@ from visionzoo.recipes.base import ProposalRecipe
 from visionzoo.tasks.anet_metrics import AR_AT, evaluate_proposals, plot_ar_an
 from visionzoo.tasks.base import Batch, EvalResult, Gather
 from visionzoo.tasks.bmn_loss import LOSS_TERMS, bmn_loss, bmn_targets
-from visionzoo.tasks.detection import score_detections
+from visionzoo.tasks.detection import DetectionSettings
 from visionzoo.tasks.postprocess import (
     SoftNMSSettings,
     post_process,
@@ -53,6 +53,7 @@ class ProposalTask:
     def __init__(self, recipe: ProposalRecipe) -> None:
         self.recipe = recipe
         self.settings = SoftNMSSettings.of(recipe)
+        self.detection = DetectionSettings.of(recipe)
         self._eval: dict[str, Any] = {}
         self._generator: torch.Generator | None = None
 
@@ -139,7 +140,7 @@ class ProposalTask:
         metrics |= {f"AR@{n}": evaluation[f"AR@{n}"] for n in AR_AT} | {"AUC": evaluation["AUC"]}
         outputs = {"proposals": results, "curve": evaluation["curve"]}
         if self.recipe.classes:
-            detection, outputs["detections"] = score_detections(self.recipe, results, truth)
+            detection, outputs["detections"] = self.detection.score(results, truth)
             metrics |= detection
         return EvalResult(metrics | {"eval_videos": len(results)}, outputs)
 

@@ -40,9 +40,10 @@ def class_targets(labels: list[list[str]], index: dict[str, int]) -> torch.Tenso
 
 
 def hit_at(scores: np.ndarray, positives: np.ndarray, k: int) -> float:
-    """Percent of the labelled videos with one of their classes among their k best (scores, positives [V, C])."""
+    """Percent of the labelled videos with one of their classes among their k best (scores, positives [V, C]),
+    ranked as the toolkit's `compute_video_hit_at_k` (`argsort()[::-1]`, ties included)."""
     labelled = positives.any(axis=1)
-    best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    best = np.argsort(scores, axis=1)[:, ::-1][:, :k]
     hits = np.take_along_axis(positives, best, axis=1).any(axis=1)
     return 100.0 * float(hits[labelled].mean()) if labelled.any() else 0.0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
@@ -21,7 +22,7 @@ from visionzoo.data.thumos14 import SnippetWindows, WindowRecord, load_long_vide
 from visionzoo.errors import VisionZooError
 from visionzoo.recipes.base import WindowedProposalRecipe
 from visionzoo.tasks.base import Batch, EvalResult, Gather
-from visionzoo.tasks.postprocess import merge_soft_nms, post_process, score_candidates, video_id
+from visionzoo.tasks.postprocess import SoftNMSSettings, merge_soft_nms, post_process, score_candidates, video_id
 from visionzoo.tasks.proposals import ProposalTask
 
 
@@ -30,6 +31,16 @@ def window_proposals(found: list[dict[str, Any]], record: WindowRecord) -> np.nd
     rows = np.array([[*p["segment"], p["score"]] for p in found], dtype=np.float64).reshape(-1, 3)
     rows[:, :2] = (rows[:, :2] + record.offset_second).clip(0.0, record.video.duration_second)
     return rows
+
+
+def proposals_of_windows(
+    outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], windows: list[WindowRecord], settings: SoftNMSSettings
+) -> list[np.ndarray]:
+    """Each window's proposals in video seconds from BMN's (confidence map, start, end) of the windows' batch."""
+    conf_map, start, end = outputs
+    spans = [window.span_second for window in windows]
+    found = post_process(score_candidates(start, end, conf_map), spans, start.shape[1], settings)
+    return [window_proposals(items, window) for items, window in zip(found, windows, strict=True)]
 
 
 def merge_video(windows: list[np.ndarray], alpha: float, top_k: int) -> list[dict[str, Any]]:
@@ -59,15 +70,11 @@ class WindowedProposalTask(ProposalTask):
         )
 
     def eval_step(self, model: nn.Module, batch: Batch) -> None:
-        conf_map, start, end = self.eval_outputs(model, batch)
         windows: list[WindowRecord] = batch[-1]
-        spans = [window.span_second for window in windows]
-        scores = score_candidates(start, end, conf_map)
-        proposals = post_process(scores, spans, self.recipe.temporal_scale, self.settings)
+        proposals = proposals_of_windows(self.eval_outputs(model, batch), windows, self.settings)
         for window, found in zip(windows, proposals, strict=True):
             video = window.video
-            entry = self._eval["videos"].setdefault(video_id(video.name), ([], video.segments, video.labels))
-            entry[0].append(window_proposals(found, window))
+            self._eval["videos"].setdefault(video_id(video.name), ([], video.segments, video.labels))[0].append(found)
 
     def eval_end(self, gather: Gather) -> EvalResult:
         parts = gather(self._eval)
