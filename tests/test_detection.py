@@ -159,7 +159,7 @@ def real_database() -> dict:
     return {"version": "VERSION 1.3", "taxonomy": [], "database": database}
 
 
-def random_detections(database: dict, seed: int, per_video: int = 3) -> dict:
+def random_detections(database: dict, seed: int, per_video: int = 1) -> dict:
     """Detections near the ground truth (right and wrong labels), random ones, exact repeats and tied scores,
     zero-length ones on zero-length instances (tIoU NaN), on validation, training and unknown videos."""
     rng = np.random.default_rng(seed)

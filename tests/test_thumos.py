@@ -19,7 +19,6 @@ from visionzoo.engine.auto_classes import classes_file
 from visionzoo.errors import VisionZooError
 from visionzoo.recipes import get_recipe
 from visionzoo.tasks import detection, detection_metrics
-from visionzoo.tasks.postprocess import sliding_window_proposals
 from visionzoo.tasks.windowed_proposals import merge_video, window_proposals
 
 FEAT_DIM = 6
@@ -173,11 +172,8 @@ def test_reader_names_each_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtu
 def sliding_window_map(root: Path, classes: Path, window_seconds: tuple[float, ...]) -> float:
     """mAP@0.5 of the baseline: windows of fixed lengths at half-window strides, with the same video classes."""
     videos = load_long_videos(root, "test", 32)
-    proposals = {}
-    for video in videos:
-        scales = tuple(seconds / video.duration_second for seconds in window_seconds)
-        proposals[video.name] = sliding_window_proposals(video.duration_second, scales, 200)
-    found = detection.fuse(proposals, detection.load_classes(classes), 2, "product", 200)
+    durations = {video.name: video.duration_second for video in videos}
+    found = detection.baseline_detections(durations, detection.load_classes(classes), window_seconds)
     truth = detection_metrics.truth_of({video.name: (video.segments, video.labels) for video in videos})
     table = detection_metrics.detection_table(found, "baseline")
     return 100.0 * float(detection_metrics.evaluate_detections(truth, table, [0.5])["mAP"][0])
@@ -210,3 +206,21 @@ def test_thumos_demo_trains_then_beats_sliding_windows_and_predict_uses_the_same
     assert len(predicted) == len(evaluated) == 200
     assert_close(torch.tensor([[*p["segment"], p["score"]] for p in predicted[:20]]),
                  torch.tensor([[*p["segment"], p["score"]] for p in evaluated[:20]]), FP32)  # fmt: skip
+
+
+def test_demo_data_has_the_thumos14_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "make-thumos-demo", str(tmp_path / "demo"), "--videos", "6", "--feat-dim", "4"]) == 0
+    root = Path(capsys.readouterr().out.strip())
+    description = json.loads((root / "features.json").read_text())
+    contract = {"format", "backbone", "weights", "weights_sha256", "layer", "img_size", "snippet_frames"}
+    assert contract | {"temporal_scale", "feat_dim", "preprocessing"} == set(description)
+    assert (
+        len(list((root / "annotations").glob("*_val.txt")))
+        == len(list((root / "annotations").glob("*_test.txt")))
+        == 20
+    )
+    validation, test = (load_long_videos(root, subset, 4) for subset in ("validation", "test"))
+    assert (len(validation), len(test)) == (4, 2)
+    for video in validation + test:
+        assert video.segments.shape[0] >= 1 and len(set(video.labels)) == 1  # many instances of one class
+        assert video.snippets == int(video.duration_second * 30) // 5 and video.segments.max() <= video.duration_second

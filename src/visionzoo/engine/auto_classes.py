@@ -44,7 +44,8 @@ def classifier_recipe(recipe: ProposalRecipe) -> VideoClassifierRecipe:
 
 def _fingerprint(classifier: VideoClassifierRecipe) -> str:
     """Hash of the classifier's settings and of the data files it learns from (sizes and times)."""
-    root = resolve_data(classifier.data, classifier.data_format, feat_dim=classifier.feat_dim)
+    shape = {"temporal_scale": classifier.temporal_scale, "feat_dim": classifier.feat_dim}
+    root = resolve_data(classifier.data, classifier.data_format, **shape)
     sources = [root / classifier.video_info, root / classifier.video_anno, root / classifier.feature_dir]
     files = [p for source in sources for p in ([source] if source.is_file() else sorted(source.glob("*")))]
     stats = [(str(p.resolve()), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in files if p.is_file()]

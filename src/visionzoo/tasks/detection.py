@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,24 @@ def fuse(
             len(unclassified), len(proposals), ", ".join(unclassified[:5]),
         )  # fmt: skip
     return detections
+
+
+def baseline_detections(
+    durations: Mapping[str, float],
+    classes: Classes,
+    window_seconds: Sequence[float] | None = None,
+    top_k: int = 2,
+    max_per_video: int = 200,
+) -> dict[str, list[dict[str, Any]]]:
+    """Detections without a proposal model: sliding windows (`sliding_window_proposals` at its fractions of the
+    video, or windows of fixed `window_seconds` for long videos) x the video classes (product fusion)."""
+    from visionzoo.tasks.postprocess import sliding_window_proposals
+
+    proposals = {}
+    for name, duration in durations.items():
+        scales = {} if window_seconds is None else {"scales": tuple(w / duration for w in window_seconds)}
+        proposals[name] = sliding_window_proposals(duration, max_proposals=max_per_video, **scales)
+    return fuse(proposals, classes, top_k, "product", max_per_video)
 
 
 def detect_file(

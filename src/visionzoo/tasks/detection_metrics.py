@@ -141,6 +141,10 @@ def _match_groups(truth: list[np.ndarray], detections: list[np.ndarray], thresho
     return [hits[:, starts[g] : starts[g] + counts[g]] for g in range(len(detections))]
 
 
+def _some(names: Sequence[str]) -> str:
+    return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+
+
 def _class_index(truth: GroundTruth) -> dict[str, int]:
     index: dict[str, int] = {}
     for name, labels in truth.labels.items():
@@ -160,9 +164,41 @@ def _known_labels(detections: Detections, classes: dict[str, int]) -> np.ndarray
     if unknown:
         logger.warning(
             "%d detections of %d label(s) the ground truth lacks were left out (the toolkit stops there): %s",
-            int((label_index < 0).sum()), len(unknown), ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else ""),
+            int((label_index < 0).sum()), len(unknown), _some(unknown),
         )  # fmt: skip
     return label_index
+
+
+def _true_positives(
+    truth: GroundTruth,
+    detections: Detections,
+    classes: dict[str, int],
+    det_class: np.ndarray,
+    rank: np.ndarray,
+    thresholds: np.ndarray,
+) -> np.ndarray:
+    """[thresholds, detections] bool: which detections match an instance, each (class, video) group on its own."""
+    videos = {name: v for v, name in enumerate(dict.fromkeys([*truth.labels, *detections.videos]))}
+    det_video = np.array([videos[name] for name in detections.videos], dtype=np.int64)
+    groups: dict[tuple[int, int], list[np.ndarray]] = {}  # (class, video) -> its instances, in the toolkit's order
+    for name, labels in truth.labels.items():
+        for label, segment in zip(labels, truth.segments[name], strict=True):
+            groups.setdefault((classes[label], videos[name]), []).append(segment)
+    by_size: dict[int, list[tuple[tuple[int, int], np.ndarray]]] = {}  # groups by their number of instances
+    scored = np.flatnonzero(det_class >= 0)
+    keys = det_class[scored] * len(videos) + det_video[scored]
+    order = np.lexsort((rank[scored], keys))
+    for run in np.split(scored[order], np.flatnonzero(np.diff(keys[order])) + 1):
+        key = (int(det_class[run[0]]), int(det_video[run[0]]))
+        if key in groups:  # else every detection of the run is a false positive
+            by_size.setdefault(len(groups[key]), []).append((key, run))
+    hits = np.zeros((len(thresholds), len(detections)), dtype=bool)
+    for bucket in by_size.values():
+        truth_sets = [np.stack(groups[key]) for key, _ in bucket]
+        found = _match_groups(truth_sets, [detections.segments[run] for _, run in bucket], thresholds)
+        for (_, run), group_hits in zip(bucket, found, strict=True):
+            hits[:, run] = group_hits
+    return hits
 
 
 def evaluate_detections(
@@ -174,58 +210,29 @@ def evaluate_detections(
     if len(detections) == 0:
         raise VisionZooError("the detections file holds no detection")
     det_class = _known_labels(detections, classes)
-    videos = {name: v for v, name in enumerate(dict.fromkeys([*truth.labels, *detections.videos]))}
-    det_video = np.array([videos[name] for name in detections.videos], dtype=np.int64)
-
-    groups: dict[tuple[int, int], list[int]] = {}  # (class, video) -> ground-truth rows, in the toolkit's order
-    gt_rows = [
-        (classes[label], videos[name], segment)
-        for name, labels in truth.labels.items()
-        for label, segment in zip(labels, truth.segments[name], strict=True)
-    ]
-    for row, (c, v, _) in enumerate(gt_rows):
-        groups.setdefault((c, v), []).append(row)
-    positives = np.bincount([c for c, _, _ in gt_rows], minlength=len(classes))
-
-    ranked = []  # per class: detection indices, best first
+    ranked = []  # per class: its detections, best first
+    rank = np.empty(len(detections), dtype=np.int64)
     for c in range(len(classes)):
         members = np.flatnonzero(det_class == c)
         ranked.append(members[np.argsort(detections.scores[members])[::-1]])
-    rank = np.empty(len(detections), dtype=np.int64)
-    for members in ranked:
-        rank[members] = np.arange(len(members))
+        rank[ranked[-1]] = np.arange(len(members))
+    hits = _true_positives(truth, detections, classes, det_class, rank, thresholds)
 
-    hits = np.zeros((len(thresholds), len(detections)), dtype=bool)
-    by_size: dict[int, list[tuple[tuple[int, int], np.ndarray]]] = {}  # groups by their number of ground truths
-    scored = np.flatnonzero(det_class >= 0)
-    keys = det_class[scored] * len(videos) + det_video[scored]
-    order = np.lexsort((rank[scored], keys))
-    for run in np.split(scored[order], np.flatnonzero(np.diff(keys[order])) + 1):
-        key = (int(det_class[run[0]]), int(det_video[run[0]]))
-        if key in groups:  # else every detection of the run is a false positive
-            by_size.setdefault(len(groups[key]), []).append((key, run))
-    for bucket in by_size.values():
-        truth_sets = [np.stack([gt_rows[row][2] for row in groups[key]]) for key, _ in bucket]
-        found = _match_groups(truth_sets, [detections.segments[run] for _, run in bucket], thresholds)
-        for (_, run), group_hits in zip(bucket, found, strict=True):
-            hits[:, run] = group_hits
-
+    positives = np.bincount(
+        [classes[label] for labels in truth.labels.values() for label in labels], minlength=len(classes)
+    )
     ap = np.zeros((len(thresholds), len(classes)))
-    empty = []
     for c, members in enumerate(ranked):
-        if len(members) == 0:
-            empty.append(c)
-            continue
-        tp = hits[:, members].astype(np.float64)
-        tp_cumsum, fp_cumsum = np.cumsum(tp, axis=1), np.cumsum(1.0 - tp, axis=1)
-        recall, precision = tp_cumsum / float(positives[c]), tp_cumsum / (tp_cumsum + fp_cumsum)
-        ap[:, c] = [interpolated_ap(precision[t], recall[t]) for t in range(len(thresholds))]
+        if len(members):
+            tp = hits[:, members].astype(np.float64)
+            tp_cumsum, fp_cumsum = np.cumsum(tp, axis=1), np.cumsum(1.0 - tp, axis=1)
+            recall, precision = tp_cumsum / float(positives[c]), tp_cumsum / (tp_cumsum + fp_cumsum)
+            ap[:, c] = [interpolated_ap(precision[t], recall[t]) for t in range(len(thresholds))]
+    empty = [name for name, members in zip(classes, ranked, strict=True) if len(members) == 0]
     if empty:
-        names = list(classes)
         logger.warning(
-            "%d of %d classes have no detection (AP 0, as the toolkit): %s",
-            len(empty), len(classes), ", ".join(names[c] for c in empty[:5]) + (", ..." if len(empty) > 5 else ""),
-        )  # fmt: skip
+            "%d of %d classes have no detection (AP 0, as the toolkit): %s", len(empty), len(classes), _some(empty)
+        )
     mean_ap = ap.mean(axis=1)
     return {
         "ap": ap,
@@ -234,7 +241,7 @@ def evaluate_detections(
         "classes": list(classes),
         "tiou_thresholds": thresholds,
         "instances": positives,
-        "detections": np.bincount(det_class[scored], minlength=len(classes)),
+        "detections": np.bincount(det_class[det_class >= 0], minlength=len(classes)),
     }
 
 

@@ -65,7 +65,9 @@ def _write_demo(out: Path, videos: int, seed: int, feat_dim: int) -> None:
     for subset, found in annotations.items():
         write_class_files(out / "annotations", subset, found, list(THUMOS_CLASSES))
     write_video_info(out / "video_info_new.csv", info_rows)
-    write_features_json(out / FEATURES_JSON, feat_dim, SNIPPET_FRAMES, backbone="synthetic (visionzoo thumos-demo)")
+    synthetic = {"backbone": "synthetic (visionzoo thumos-demo)", "weights": None, "weights_sha256": None}
+    synthetic |= {"layer": None, "img_size": None, "temporal_scale": None, "preprocessing": None}
+    write_features_json(out / FEATURES_JSON, feat_dim, SNIPPET_FRAMES, **synthetic)
 
 
 def make_thumos_demo(out: str | Path, videos: int = 60, seed: int = 0, feat_dim: int = 2048) -> Path:
