@@ -109,6 +109,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return data, weights
 
 
+@pytest.mark.slow
 def test_classifier_detect_and_eval_detection_beat_random_labels(
     demo: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -142,6 +143,7 @@ def test_classifier_detect_and_eval_detection_beat_random_labels(
     assert found["classifier"]["mAP@0.50"] > found["random"]["mAP@0.50"] + 5.0, found
 
 
+@pytest.mark.slow
 def test_eval_with_classes_auto_trains_once_and_reports_detection_map(
     demo: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
