@@ -23,7 +23,7 @@ from visionzoo.export.onnx import (
 )
 from visionzoo.export.runtime import OnnxRuntime, onnx_batch_dim
 from visionzoo.models import create_model, list_models
-from visionzoo.recipes.base import ClassificationRecipe, ProposalRecipe
+from visionzoo.recipes.base import ClassificationRecipe, ProposalRecipe, VideoClassifierRecipe
 
 pytest.importorskip("onnxruntime")
 
@@ -34,9 +34,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_card(name: str) -> ModelCard:
-    """Small inputs so the whole zoo exports in seconds: 32x32 images, 10 classes; BMN at T=16, 32-d features."""
+    """Small inputs so the whole zoo exports in seconds: 32x32 images, 10 classes; features at T=16, 32-d."""
     if name == "bmn":
         return card_from_recipe(ProposalRecipe(model=name, temporal_scale=16, feat_dim=32))
+    if name == "video_mlp":
+        return card_from_recipe(VideoClassifierRecipe(model=name, num_classes=10, temporal_scale=16, feat_dim=32))
     return card_from_recipe(ClassificationRecipe(model=name, num_classes=10, img_size=32))
 
 

@@ -8,7 +8,18 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-MODULES = ("listing", "recipe_commands", "report", "export", "predict", "eval_proposals", "demo", "data")
+MODULES = (
+    "listing",
+    "recipe_commands",
+    "report",
+    "export",
+    "predict",
+    "eval_proposals",
+    "eval_detection",
+    "detect",
+    "demo",
+    "data",
+)
 
 
 class CommandParser(argparse.ArgumentParser):

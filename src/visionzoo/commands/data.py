@@ -19,6 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--videos", type=int, default=600)
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(run=run_make_anet_demo)
+    d = data.add_parser("make-thumos-demo", help="synthetic THUMOS14-layout long videos (snippet .npy, class files)")
+    d.add_argument("out", type=Path)
+    d.add_argument("--videos", type=int, default=60)
+    d.add_argument("--feat-dim", type=int, default=2048)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(run=run_make_thumos_demo)
     d = data.add_parser("make-imagefolder", help="generated JPEGs in the ImageNet train/val folder layout")
     d.add_argument("out", type=Path)
     d.add_argument("--classes", type=int, default=10)
@@ -39,6 +45,13 @@ def run_make_anet_demo(args: argparse.Namespace) -> int:
     from visionzoo.data.builtin.anet_demo import make_anet_demo
 
     print(make_anet_demo(args.out, videos=args.videos, seed=args.seed))
+    return 0
+
+
+def run_make_thumos_demo(args: argparse.Namespace) -> int:
+    from visionzoo.data.builtin.thumos_demo import make_thumos_demo
+
+    print(make_thumos_demo(args.out, videos=args.videos, seed=args.seed, feat_dim=args.feat_dim))
     return 0
 
 

@@ -39,20 +39,17 @@ def run(args: argparse.Namespace) -> int:
 
     card, runtime = predict.load_runtime(args.target, args.checkpoint, args.onnx, amp=args.amp, compile=args.compile)
     inputs = args.inputs
+    if card.task == "windowed_proposals":  # long videos: snippet features of any length, the recipe's windows
+        files = predict.expand_inputs(inputs, lambda name: name.lower().endswith((".npy", ".csv")), "feature files")
+        results = predict.predict_long_videos(card, runtime, files, args.video_info, args.batch_size)
+        unit = None if args.video_info else "no --video-info (each video's fps): positions are in snippets"
+        return _show_proposals(results, args.output, unit)
     if card.task == "proposals":
-        from visionzoo.tasks.postprocess import write_proposals
-
         files = predict.expand_inputs(inputs, lambda name: name.lower().endswith(".csv"), "feature CSV files")
         durations, in_seconds = predict.video_durations(files, args.duration_second, args.video_info)
         results = predict.predict_proposals(card, runtime, files, durations, args.batch_size)
-        if not in_seconds:
-            logger.warning("no --duration-second or --video-info: segments are fractions of the feature span (0..1)")
-        for video, found in results.items():
-            best = ", ".join(f"[{p['segment'][0]:.2f}, {p['segment'][1]:.2f}] {p['score']:.3f}" for p in found[:3])
-            print(f"{video}: {len(found)} proposals; best {best}")
-        if args.output is not None:
-            print(write_proposals(args.output, results))
-        return 0
+        unit = "no --duration-second or --video-info: segments are fractions of the feature span (0..1)"
+        return _show_proposals(results, args.output, None if in_seconds else unit)
     from visionzoo.data.imagefolder import is_image_file
 
     files = predict.expand_inputs(inputs, is_image_file, "image files")
@@ -61,4 +58,18 @@ def run(args: argparse.Namespace) -> int:
         print(p.file + ": " + ", ".join(f"{e['name']} {e['probability']:.3f}" for e in p.topk))
     if args.output is not None:
         print(predict.write_predictions(args.output, predictions))
+    return 0
+
+
+def _show_proposals(results: dict, output: Path | None, warning: str | None) -> int:
+    """Each video's best three proposals on stdout, and the proposals JSON when asked."""
+    from visionzoo.tasks.postprocess import write_proposals
+
+    if warning is not None:
+        logger.warning("%s", warning)
+    for video, found in results.items():
+        best = ", ".join(f"[{p['segment'][0]:.2f}, {p['segment'][1]:.2f}] {p['score']:.3f}" for p in found[:3])
+        print(f"{video}: {len(found)} proposals; best {best}")
+    if output is not None:
+        print(write_proposals(output, results))
     return 0

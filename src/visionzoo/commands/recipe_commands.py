@@ -86,6 +86,15 @@ def _resolve_recipe(command: str, name: str, argv: list[str]):
     return recipe, options
 
 
+def _with_classes(recipe):
+    """`--classes auto` becomes the built-in classifier's classification file (trained first when needed)."""
+    if getattr(recipe, "classes", "") != "auto":
+        return recipe
+    from visionzoo.engine.auto_classes import classes_file
+
+    return recipe.replace(classes=str(classes_file(recipe)))
+
+
 def _train(recipe, options: argparse.Namespace, argv: list[str]) -> int:
     if options.devices > 1 and "WORLD_SIZE" not in os.environ:
         launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={options.devices}"]
@@ -94,6 +103,7 @@ def _train(recipe, options: argparse.Namespace, argv: list[str]) -> int:
         return subprocess.call([*launch, "-m", "visionzoo", "train", recipe.name, *forwarded])
     from visionzoo.engine.trainer import RunOptions, train
 
+    recipe = _with_classes(recipe)
     summary = train(recipe, RunOptions(output=options.output, resume=options.resume, finetune=options.finetune))
     return 3 if summary.get("interrupted") else 0
 
@@ -101,7 +111,7 @@ def _train(recipe, options: argparse.Namespace, argv: list[str]) -> int:
 def _eval(recipe, options: argparse.Namespace) -> int:
     from visionzoo.engine.evaluate import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(recipe, options.checkpoint, options.output)
+    metrics = evaluate_checkpoint(_with_classes(recipe), options.checkpoint, options.output)
     if options.json:
         print(json.dumps(metrics))
     else:

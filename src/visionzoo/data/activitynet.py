@@ -166,8 +166,9 @@ def select_subset(videos: list[VideoRecord], subset: str) -> list[VideoRecord]:
 # ------------------------------------------------------------------------------------------------- features
 
 
-def read_feature_csv(path: Path, temporal_scale: int, feat_dim: int) -> np.ndarray:
-    """One feature file as float32 [temporal_scale, feat_dim], or a VisionZooError naming the file and the fault."""
+def read_feature_csv(path: Path, temporal_scale: int | None, feat_dim: int) -> np.ndarray:
+    """One feature file as float32 [temporal_scale, feat_dim] (None: any number of rows, at least one), or a
+    VisionZooError naming the file and the fault."""
     require_regular_file(path, "feature file")
     try:
         with open(path, "rb") as handle:
@@ -187,8 +188,9 @@ def read_feature_csv(path: Path, temporal_scale: int, feat_dim: int) -> np.ndarr
     rows = values.shape[0] if values.size else 0
     if values.size and values.shape[1] != feat_dim:
         raise VisionZooError(f"{path}: data rows have {values.shape[1]} values, expected feat_dim={feat_dim}")
-    if rows != temporal_scale:
-        raise VisionZooError(f"{path}: {rows} data rows, expected temporal_scale={temporal_scale}")
+    if rows != temporal_scale and (temporal_scale is not None or rows == 0):
+        expected = "at least one" if temporal_scale is None else f"temporal_scale={temporal_scale}"
+        raise VisionZooError(f"{path}: {rows} data rows, expected {expected}")
     finite = np.isfinite(values)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]

@@ -23,7 +23,13 @@ import torch.nn as nn
 
 from visionzoo.engine.checkpoint import remove_stale_temporaries
 from visionzoo.errors import VisionZooError
-from visionzoo.recipes.base import ClassificationRecipe, ProposalRecipe, Recipe
+from visionzoo.recipes.base import (
+    ClassificationRecipe,
+    ProposalRecipe,
+    Recipe,
+    VideoClassifierRecipe,
+    WindowedProposalRecipe,
+)
 from visionzoo.recipes.overrides import merge_values, read_yaml_mapping
 from visionzoo.tasks.postprocess import SoftNMSSettings
 
@@ -34,7 +40,7 @@ ONNX_CARD_KEY = "visionzoo.card"  # metadata_props key of the card JSON in expor
 @dataclass
 class ModelCard:
     model: str
-    task: str  # classification | proposals
+    task: str  # classification | proposals | windowed_proposals | video_classification
     model_kwargs: dict[str, Any]  # all of create_model's kwargs: num_classes / temporal_scale, feat_dim, ...
     input_shape: list[int]  # one item: [3, H, W] for images, [feat_dim, T] for BMN features
     preprocessing: dict[str, Any]
@@ -97,14 +103,30 @@ def card_from_recipe(recipe: Recipe) -> ModelCard:
             "num_sample_perbin": recipe.num_sample_perbin,
             "feat_dim": recipe.feat_dim,
         } | recipe.model_kwargs
+        preprocessing = {"feature_format": "csv_mean_100", "temporal_scale": kwargs["temporal_scale"]}
+        postprocessing = dataclasses.asdict(SoftNMSSettings.of(recipe))
+        if isinstance(recipe, WindowedProposalRecipe):  # long videos: windows of T snippets, merged again
+            preprocessing |= {"feature_format": "snippets", "snippet_frames": recipe.snippet_frames}
+            preprocessing |= {"window_overlap": recipe.window_overlap_eval}
+            postprocessing |= {"merge_soft_nms_alpha": recipe.merge_soft_nms_alpha}
+            postprocessing |= {"merge_max_proposals": recipe.merge_max_proposals}
         return ModelCard(
             model=recipe.model,
-            task="proposals",
+            task=recipe.task,
             model_kwargs=kwargs,
             input_shape=[kwargs["feat_dim"], kwargs["temporal_scale"]],
-            preprocessing={"feature_format": "csv_mean_100", "temporal_scale": kwargs["temporal_scale"]}
-            | {"feat_dim": kwargs["feat_dim"]},
-            postprocessing=dataclasses.asdict(SoftNMSSettings.of(recipe)),
+            preprocessing=preprocessing | {"feat_dim": kwargs["feat_dim"]},
+            postprocessing=postprocessing,
+            recipe=recipe.name or None,
+        )
+    if isinstance(recipe, VideoClassifierRecipe):
+        kwargs = {"num_classes": recipe.num_classes, "feat_dim": recipe.feat_dim} | recipe.model_kwargs
+        return ModelCard(
+            model=recipe.model,
+            task="video_classification",
+            model_kwargs=kwargs,
+            input_shape=[recipe.feat_dim, recipe.temporal_scale],
+            preprocessing={"feature_format": "snippets", "temporal_scale": recipe.temporal_scale},
             recipe=recipe.name or None,
         )
     if not isinstance(recipe, ClassificationRecipe):
@@ -139,6 +161,8 @@ def _recipe_for(name: str) -> Recipe:
     cfg = model_cfg(name)
     if cfg.task == "proposals":
         return ProposalRecipe(model=name)
+    if cfg.task == "video_classification":
+        return VideoClassifierRecipe(model=name, feat_dim=cfg.input_size[0], temporal_scale=cfg.input_size[1])
     return ClassificationRecipe(
         model=name,
         img_size=cfg.input_size[-1],
@@ -221,6 +245,8 @@ def resolve_card(name: str, checkpoint: str | Path | None = None, img_size: int 
             shipped.input_shape, shipped.preprocessing["img_size"] = card.input_shape, img_size
         shipped.export = {"checkpoint": str(checkpoint)}
         return shipped
+    if card.task == "video_classification" and checkpoint is not None and not card.model_kwargs["num_classes"]:
+        card.model_kwargs["num_classes"] = _num_classes_in(checkpoint, card)  # recipes take it from the data
     if card.task == "classification":
         if isinstance(recipe, ClassificationRecipe) and recipe.data_format:
             card.class_names = class_names_of_data(recipe.data_format, str(recipe.data))

@@ -34,7 +34,7 @@ RELATIVE_TOLERANCE = 1e-4  # fp32
 
 
 def output_names(card: ModelCard) -> list[str]:
-    return ["confidence_map", "start", "end"] if card.task == "proposals" else ["logits"]
+    return ["confidence_map", "start", "end"] if card.task in ("proposals", "windowed_proposals") else ["logits"]
 
 
 def example_inputs(card: ModelCard, batch: int, kind: str = "random", seed: int = 0) -> torch.Tensor:
@@ -42,12 +42,12 @@ def example_inputs(card: ModelCard, batch: int, kind: str = "random", seed: int 
 
     `random`: standard normal. `real`: what real data looks like after preprocessing: uint8 images normalised
     by the classification task (values about -2..2.6), or non-negative snippet features (BMN's inputs are
-    post-ReLU TSN scores).
+    post-ReLU TSN scores) for every task that reads features.
     """
     generator = torch.Generator().manual_seed(seed)
     if kind == "random":
         return torch.randn(batch, *card.input_shape, generator=generator)
-    if card.task == "proposals":
+    if card.task != "classification":
         return torch.rand(batch, *card.input_shape, generator=generator) * 2.0
     images = torch.randint(0, 256, (batch, *card.input_shape), dtype=torch.uint8, generator=generator)
     return normalize(images, card.preprocessing["mean"], card.preprocessing["std"])

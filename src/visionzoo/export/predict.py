@@ -209,3 +209,46 @@ def predict_proposals(
         for path, found in zip(chunk, proposals, strict=True):
             results[postprocess.video_id(path.stem)] = found
     return results
+
+
+def _long_video(path: Path, feat_dim: int, snippet_frames: int, known: dict[str, tuple[float, float]]):
+    """The LongVideo of one feature file: its snippet stride from features.json beside or above it (else the
+    recipe's), its duration and fps from the info CSV (else one snippet counts as one second)."""
+    from visionzoo.data.thumos14 import FEATURES_JSON, LongVideo, prepare_features, snippet_frames_of
+
+    root = path.parent.parent if (path.parent.parent / FEATURES_JSON).is_file() else path.parent
+    frames = snippet_frames_of(root, snippet_frames, feat_dim)
+    ((array, length),) = prepare_features(path.parent, [path.stem], feat_dim)
+    seconds, fps = known.get(path.stem, (float(length), float(frames)))
+    return LongVideo(path.stem, "", seconds, fps, frames, length, array, np.zeros((0, 2)), [])
+
+
+def predict_long_videos(
+    card: ModelCard, runtime: Runtime, files: list[Path], video_info: Path | None, batch_size: int = 8
+) -> dict[str, list[dict[str, Any]]]:
+    """{video id: proposals} of snippet feature files of any length (.npy or CSV), as evaluation makes them: the
+    recipe's windows, BMN's post-processing per window, mapped back to the video and Soft-NMS'd again over its
+    merged windows. Seconds need each video's fps (`video_info`); without it positions are in snippets."""
+    from visionzoo.data.thumos14 import SnippetWindows, read_video_info
+    from visionzoo.tasks import postprocess
+    from visionzoo.tasks.windowed_proposals import merge_video, proposals_of_windows
+
+    prep, post = card.preprocessing, card.postprocessing
+    feat_dim, size = card.input_shape
+    known = {name: (seconds, fps) for name, _, seconds, fps in read_video_info(video_info)} if video_info else {}
+    missing = [path.stem for path in files if video_info is not None and path.stem not in known]
+    if missing:
+        raise VisionZooError(f"{video_info}: no fps for {len(missing)} video(s), e.g. {missing[0]}")
+    videos = [_long_video(path, feat_dim, int(prep.get("snippet_frames") or 0), known) for path in files]
+    windows = SnippetWindows(videos, size, float(prep["window_overlap"]), 1.0, drop_empty=False, feat_dim=feat_dim)
+    settings = postprocess.SoftNMSSettings.of(post)
+    found: dict[str, list[np.ndarray]] = {video.name: [] for video in videos}
+    for begin in range(0, len(windows), batch_size):
+        items = [windows[(index, 0)] for index in range(begin, min(begin + batch_size, len(windows)))]
+        outputs = runtime(np.ascontiguousarray(torch.stack([item[0] for item in items]).numpy()))
+        records = [item[2] for item in items]
+        proposals = proposals_of_windows(tuple(torch.from_numpy(out) for out in outputs), records, settings)
+        for record, rows in zip(records, proposals, strict=True):
+            found[record.video.name].append(rows)
+    alpha, top_k = float(post["merge_soft_nms_alpha"]), int(post["merge_max_proposals"])
+    return {postprocess.video_id(name): merge_video(rows, alpha, top_k) for name, rows in found.items()}

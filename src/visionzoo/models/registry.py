@@ -28,7 +28,7 @@ class ModelCfg:
     key mapping of the reference's checkpoints).
     """
 
-    task: str = "classification"  # classification | proposals
+    task: str = "classification"  # classification | proposals | video_classification
     input_size: tuple[int, ...] = (3, 224, 224)  # one item: [3, H, W] images, [feat_dim, T] BMN features
     crop_pct: float = 0.875
     interpolation: str = "bilinear"

@@ -5,9 +5,22 @@ from __future__ import annotations
 import importlib
 
 from visionzoo.errors import VisionZooError
-from visionzoo.recipes.base import ClassificationRecipe, ProposalRecipe, Recipe
+from visionzoo.recipes.base import (
+    ClassificationRecipe,
+    ProposalRecipe,
+    Recipe,
+    VideoClassifierRecipe,
+    WindowedProposalRecipe,
+)
 
-_MODULES = ("bmn_anet", "cspdarknet53_cifar10", "ghostnet_imagenet", "resnet50_bam_imagenet")
+_MODULES = (
+    "bmn_anet",
+    "bmn_thumos14",
+    "cspdarknet53_cifar10",
+    "ghostnet_imagenet",
+    "resnet50_bam_imagenet",
+    "video_classifier",
+)
 
 
 def _all() -> dict[str, Recipe]:
@@ -29,4 +42,12 @@ def get_recipe(name: str) -> Recipe:
     return recipes[name]
 
 
-__all__ = ["ClassificationRecipe", "ProposalRecipe", "Recipe", "get_recipe", "list_recipes"]
+__all__ = [
+    "ClassificationRecipe",
+    "ProposalRecipe",
+    "Recipe",
+    "VideoClassifierRecipe",
+    "WindowedProposalRecipe",
+    "get_recipe",
+    "list_recipes",
+]

@@ -112,3 +112,49 @@ class ProposalRecipe(Recipe):
     soft_nms_low_threshold: float = 0.5
     soft_nms_high_threshold: float = 0.9
     max_proposals: int = 100
+    # Detection (docs/bmn.md): proposals x the top classes of a video-level classification JSON, or "auto"
+    # (the built-in video classifier, trained on the same data once and reused); "" reports proposals only.
+    classes: str = ""
+    class_top_k: int = 2
+    fusion: str = "product"  # product | sqrt
+    max_detections: int = 100  # per video
+    detection_tiou: str = "0.5:0.95:10"  # np.linspace(LO, HI, N)
+
+
+@dataclass
+class WindowedProposalRecipe(ProposalRecipe):
+    """BMN on long videos: windows of `temporal_scale` snippets over features of any length (data/thumos14.py)."""
+
+    DATA_FORMATS: ClassVar[tuple[str, ...]] = ("thumos14",)
+    task: str = "windowed_proposals"
+    data_format: str = "thumos14"
+    video_anno: str = "annotations"  # a folder of <Class>_val.txt / _test.txt files, or a database JSON
+    feature_dir: str = "snippets"
+    snippet_frames: int = 0  # frames per snippet; 0: from the data's features.json
+    train_subset: str = "validation"  # THUMOS14 trains on its validation videos and tests on its test videos
+    eval_subset: str = "test"
+    window_overlap_train: float = 0.25
+    window_overlap_eval: float = 0.5
+    window_ioa: float = 0.9  # an instance belongs to a window when more than this fraction of it is inside
+    merge_soft_nms_alpha: float = 0.3  # Soft-NMS over a video's merged windows: exp(-iou^2 / alpha), any overlap
+    merge_max_proposals: int = 200
+
+
+@dataclass
+class VideoClassifierRecipe(Recipe):
+    """A video-level classifier on snippet features (the labels of the detection data's own annotations)."""
+
+    DATA_FORMATS: ClassVar[tuple[str, ...]] = ("activitynet", "thumos14")
+    task: str = "video_classification"
+    main_metric: str = "top1"
+    num_classes: int = 0  # 0: as many as the data's labels
+    temporal_scale: int = 100  # snippets the model sees; longer videos are average-pooled to it
+    feat_dim: int = 400
+    video_info: str = "video_info_new.csv"
+    video_anno: str = "anet_anno_action.json"
+    feature_dir: str = "csv_mean_100"
+    snippet_frames: int = 0  # thumos14 data: as WindowedProposalRecipe
+    train_subset: str = "train"
+    eval_subset: str = "validation"
+    drop_rate: float = 0.5
+    label_smoothing: float = 0.1

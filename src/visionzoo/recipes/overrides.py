@@ -28,7 +28,8 @@ from visionzoo.engine.optim import OPTIMIZERS, SCHEDULES
 from visionzoo.engine.precision import AMP_CHOICES
 from visionzoo.errors import VisionZooError
 from visionzoo.models import list_models
-from visionzoo.recipes.base import Recipe
+from visionzoo.recipes.base import Recipe, VideoClassifierRecipe
+from visionzoo.tasks.detection import FUSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class Limit:
     increasing: bool = False  # a list: items that never decrease
 
 
-LIMITS: dict[str, Limit] = {
+LIMITS: dict[str, Limit | Callable[[type[Recipe]], Limit]] = {
     "epochs": Limit(low=1),
     "batch_size": Limit(low=1),
     "eval_batch_size": Limit(low=1),
@@ -70,7 +71,8 @@ LIMITS: dict[str, Limit] = {
     "seed": Limit(low=0, high=2**32 - 1),  # numpy's seeds are non-negative
     "eval_every": Limit(low=1),
     "save_every_steps": Limit(low=0),
-    "num_classes": Limit(low=1),
+    # a video classifier may take its class count from the data's labels (0)
+    "num_classes": lambda recipe_type: Limit(low=0 if issubclass(recipe_type, VideoClassifierRecipe) else 1),
     "img_size": Limit(low=1),
     "crop_pct": Limit(low=0, open_low=True, high=1),
     "mean": Limit(length=3),
@@ -92,6 +94,14 @@ LIMITS: dict[str, Limit] = {
     "soft_nms_low_threshold": Limit(low=0, high=1),
     "soft_nms_high_threshold": Limit(low=0, high=1),
     "max_proposals": Limit(low=1),
+    "class_top_k": Limit(low=1),
+    "max_detections": Limit(low=1),
+    "snippet_frames": Limit(low=0),
+    "window_overlap_train": Limit(low=0, high=1, open_high=True),
+    "window_overlap_eval": Limit(low=0, high=1, open_high=True),
+    "window_ioa": Limit(low=0, open_low=True, high=1),
+    "merge_soft_nms_alpha": Limit(low=0, open_low=True),
+    "merge_max_proposals": Limit(low=1),
 }
 
 # The values a text field takes: a list, or a function of the recipe's type (its data formats) giving one.
@@ -103,6 +113,7 @@ CHOICES: dict[str, Sequence[str] | Callable[[type[Recipe]], Sequence[str]]] = {
     "train_crop": TRAIN_CROPS,
     "interpolation": tuple(INTERPOLATIONS),
     "data_format": lambda recipe_type: recipe_type.DATA_FORMATS,
+    "fusion": FUSIONS,
     "model": lambda recipe_type: list_models(),
 }
 
@@ -225,6 +236,7 @@ def check_value(recipe_type: type[Recipe], name: str, value: Any, where: str) ->
     field's `LIMITS` and `CHOICES`; else one error naming `where` (the flag, or the YAML file and key)."""
     value = _typed(settable_fields(recipe_type)[name], value, where)
     limit, choices = LIMITS.get(name), CHOICES.get(name)
+    limit = limit(recipe_type) if callable(limit) else limit
     if limit is not None and value is not None:
         _check_limit(limit, value, where)
     if choices is not None:

@@ -16,4 +16,12 @@ def make_task(recipe: Recipe) -> Task:
         from visionzoo.tasks.proposals import ProposalTask
 
         return ProposalTask(recipe)
+    if recipe.task == "windowed_proposals":
+        from visionzoo.tasks.windowed_proposals import WindowedProposalTask
+
+        return WindowedProposalTask(recipe)
+    if recipe.task == "video_classification":
+        from visionzoo.tasks.video_classification import VideoClassificationTask
+
+        return VideoClassificationTask(recipe)
     raise VisionZooError(f"recipe {recipe.name!r}: unknown task {recipe.task!r}")

@@ -26,28 +26,42 @@ AR_AT = (1, 5, 10, 100)
 
 @dataclass
 class GroundTruth:
-    """Validation instances in seconds per video id (without "v_"), and each video's duration in seconds."""
+    """Instances in seconds per video id (without "v_"), their labels, and each video's duration in seconds.
+
+    Videos keep the order of the source and labels the order of their instances: the detection metric numbers
+    classes by first appearance in this order, as the toolkit does.
+    """
 
     segments: dict[str, np.ndarray] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
+    labels: dict[str, list[str | None]] = field(default_factory=dict)
+
+    def add(self, name: str, segments: np.ndarray, labels: list[str | None], duration: float = math.nan) -> None:
+        self.segments[name], self.labels[name], self.durations[name] = segments, labels, duration
 
 
 def load_ground_truth(path: str | Path, subset: str = "validation") -> GroundTruth:
-    """GT of `subset` from an ActivityNet database JSON (`database`/`taxonomy`/`version`) or a BSN directory.
+    """GT of `subset` from an ActivityNet database JSON (`database`/`taxonomy`/`version`), a BSN directory or a
+    folder of THUMOS14 per-class files.
 
-    The directory form (`video_info_new.csv` + `anet_anno_action.json`, as JJBOY ships) selects the CSV's
-    `subset` rows; it is what the reference's `activity_net_1_3_new.json` holds for validation (4,728 videos,
-    7,293 instances).
+    The BSN form (`video_info_new.csv` + `anet_anno_action.json`, as JJBOY ships) selects the CSV's `subset`
+    rows; it is what the reference's `activity_net_1_3_new.json` holds for validation (4,728 videos, 7,293
+    instances). The THUMOS14 form (`<Class>_val.txt` / `<Class>_test.txt`) is read by `data.thumos14`.
     """
     path = Path(path)
     truth = GroundTruth()
+    if path.is_dir() and not (path / "video_info_new.csv").is_file():
+        from visionzoo.data.thumos14 import load_class_files
+
+        for name, (segments, labels) in load_class_files(path, subset).items():
+            truth.add(name, segments, labels)
+        return truth
     if path.is_dir():
         from visionzoo.data.activitynet import load_annotations
 
         for video in load_annotations(path):
             if video.subset == subset:
-                truth.segments[video_id(video.name)] = video.segments
-                truth.durations[video_id(video.name)] = video.duration_second
+                truth.add(video_id(video.name), video.segments, list(video.labels), video.duration_second)
         return truth
     data = read_json(path, "ground truth")
     if not isinstance(data, dict) or not all(key in data for key in ("database", "taxonomy", "version")):
@@ -59,8 +73,10 @@ def load_ground_truth(path: str | Path, subset: str = "validation") -> GroundTru
         if not isinstance(entry, dict):
             raise VisionZooError(f"{path}: database entry {name!r} is not an object")
         if entry.get("subset") == subset:
-            truth.segments[name] = segment_array(path, name, entry.get("annotations"), with_score=False)
-            truth.durations[name] = float(entry.get("duration", math.nan))
+            segments = segment_array(path, name, entry.get("annotations"), with_score=False)
+            labels = [item.get("label") for item in entry["annotations"]]
+            labels = [label if isinstance(label, str) else None for label in labels]
+            truth.add(name, segments, labels, float(entry.get("duration", math.nan)))
     return truth
 
 

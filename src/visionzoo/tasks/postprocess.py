@@ -12,7 +12,7 @@ instead of looped:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -106,14 +106,17 @@ def grid_decay_factors(temporal_scale: int, alpha: float, low: float, high: floa
     return table
 
 
-def soft_nms_select(scores: np.ndarray, factors: np.ndarray, top_k: int = 101) -> tuple[np.ndarray, np.ndarray]:
+def soft_nms_select(
+    scores: np.ndarray, factors: np.ndarray | Callable[[np.ndarray], np.ndarray], top_k: int = 101
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices [V, top_k] (-1 = none) and scores [V, top_k] (NaN = none) of the kept candidates, in kept order.
 
     `scores` [V, n] float64, NaN for absent candidates; `factors` from `decay_factors`, [n, n] shared or
-    [V, n, n]. Each step keeps the highest remaining score (of equal ones, the first in the score-sorted
-    order, as `list.index(max(...))` on the reference's sorted list), then multiplies every other remaining
-    score by its row of `factors`. As the reference: a video with one candidate keeps it without NMS; with
-    more, the loop stops once `top_k` are kept or one is left (which is never kept).
+    [V, n, n], or a function of the kept indices [V] giving their rows [V, n] (many candidates: no n x n
+    table). Each step keeps the highest remaining score (of equal ones, the first in the score-sorted order,
+    as `list.index(max(...))` on the reference's sorted list), then multiplies every other remaining score by
+    its row of `factors`. As the reference: a video with one candidate keeps it without NMS; with more, the
+    loop stops once `top_k` are kept or one is left (which is never kept).
     """
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     videos, n = scores.shape
@@ -125,6 +128,9 @@ def soft_nms_select(scores: np.ndarray, factors: np.ndarray, top_k: int = 101) -
     sorted_position[rows[:, None], np.argsort(-current, axis=1, kind="stable")] = np.arange(n)
     kept = np.full((videos, top_k), -1, dtype=np.int64)
     kept_scores = np.full((videos, top_k), np.nan)
+    if not callable(factors):
+        table = factors
+        factors = (lambda best: table[best]) if table.ndim == 2 else (lambda best: table[rows, best])
     for step in range(min(top_k, n)):
         active = count - step > 1
         if not active.any():
@@ -135,7 +141,7 @@ def soft_nms_select(scores: np.ndarray, factors: np.ndarray, top_k: int = 101) -
             tied = np.flatnonzero(current[v] == best_score[v])
             best[v] = tied[np.argmin(sorted_position[v, tied])]
         kept[active, step], kept_scores[active, step] = best[active], best_score[active]
-        current *= factors[best] if factors.ndim == 2 else factors[rows, best]
+        current *= factors(best)
         current[rows, best] = -np.inf
     single = count == 1
     kept[single, 0] = present[single].argmax(axis=1)
@@ -168,6 +174,24 @@ def top_proposals(segments: np.ndarray, scores: np.ndarray, max_proposals: int =
     segments, scores = segments[present], scores[present]
     order = np.argsort(-scores, kind="stable")[:max_proposals]
     return np.concatenate([segments[order], scores[order, None]], axis=1)
+
+
+def merge_soft_nms(proposals: np.ndarray, alpha: float = 0.3, top_k: int = 200) -> np.ndarray:
+    """[m, 3] (start, end, score) best first: one video's proposals of all its windows, Soft-NMS'd together.
+
+    Decay exp(-iou^2 / alpha) at any overlap (OpenTAD's Gaussian Soft-NMS over the merged windows, sigma 0.3,
+    200 kept), the selection loop of `soft_nms_select`; decay rows are computed per kept proposal, so a long
+    video's thousands of candidates need no n x n table.
+    """
+    proposals = np.asarray(proposals, dtype=np.float64).reshape(-1, 3)
+    start, end = proposals[:, 0], proposals[:, 1]
+
+    def rows(best: np.ndarray) -> np.ndarray:
+        return _decay(start[best, None], end[best, None], start, end, alpha, 0.0, 0.0)
+
+    kept, kept_scores = soft_nms_select(proposals[None, :, 2], rows, top_k)
+    chosen = kept[0] >= 0
+    return top_proposals(proposals[kept[0, chosen], :2], kept_scores[0, chosen], top_k)
 
 
 def reference_duration(duration_second: float, duration_frame: int) -> float:
@@ -213,11 +237,16 @@ def proposals_json(results: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any
     return {"version": "VERSION 1.3", "results": dict(results), "external_data": {}}
 
 
-def write_proposals(path: str | Path, results: Mapping[str, list[dict[str, Any]]]) -> Path:
+def write_results(path: str | Path, results: Mapping[str, list[dict[str, Any]]]) -> Path:
+    """An ActivityNet result file, written atomically: proposals, detections and video classes share its layout."""
+    from visionzoo.engine.checkpoint import write_text
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(proposals_json(results)))
+    write_text(path, json.dumps(proposals_json(results)))
     return path
+
+
+write_proposals = write_results  # the name the proposal commands know it by
 
 
 def sliding_window_proposals(
@@ -262,10 +291,16 @@ def segment_array(path: Path, video: str, items: Any, with_score: bool) -> np.nd
     return np.asarray(rows, dtype=np.float64).reshape(-1, 3 if with_score else 2)
 
 
+def read_results(path: Path, what: str) -> dict[str, Any]:
+    """The `results` object of an ActivityNet result file (proposals, detections, classification)."""
+    data = read_json(path, f"{what} file")
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+        raise VisionZooError(f"{path}: not an ActivityNet {what} file (needs 'results': {{video: [...]}})")
+    return data["results"]
+
+
 def load_proposals(path: str | Path) -> dict[str, np.ndarray]:
     """[n, 3] (start, end, score) per video of an ActivityNet proposals JSON, in file order."""
     path = Path(path)
-    data = read_json(path, "proposals file")
-    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
-        raise VisionZooError(f"{path}: not an ActivityNet proposals file (needs 'results': {{video: [...]}})")
-    return {name: segment_array(path, name, items, with_score=True) for name, items in data["results"].items()}
+    results = read_results(path, "proposals")
+    return {name: segment_array(path, name, items, with_score=True) for name, items in results.items()}

@@ -23,6 +23,7 @@ from visionzoo.recipes.base import ProposalRecipe
 from visionzoo.tasks.anet_metrics import AR_AT, evaluate_proposals, plot_ar_an
 from visionzoo.tasks.base import Batch, EvalResult, Gather
 from visionzoo.tasks.bmn_loss import LOSS_TERMS, bmn_loss, bmn_targets
+from visionzoo.tasks.detection import DetectionSettings
 from visionzoo.tasks.postprocess import (
     SoftNMSSettings,
     post_process,
@@ -30,6 +31,7 @@ from visionzoo.tasks.postprocess import (
     score_candidates,
     video_id,
     write_proposals,
+    write_results,
 )
 
 
@@ -51,6 +53,7 @@ class ProposalTask:
     def __init__(self, recipe: ProposalRecipe) -> None:
         self.recipe = recipe
         self.settings = SoftNMSSettings.of(recipe)
+        self.detection = DetectionSettings.of(recipe)
         self._eval: dict[str, Any] = {}
         self._generator: torch.Generator | None = None
 
@@ -95,8 +98,9 @@ class ProposalTask:
         self._eval = {"sums": dict.fromkeys(("loss", *LOSS_TERMS), 0.0), "batches": 0, "videos": {}}
         self._generator = None
 
-    def eval_step(self, model: nn.Module, batch: Batch) -> None:
-        features, gt_iou_map, gt_start, gt_end, videos = batch
+    def eval_outputs(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The model's (confidence map, start, end) of an evaluation batch, its loss added to the pass's sums."""
+        features, gt_iou_map, gt_start, gt_end, _ = batch
         if self._generator is None:  # its own seeded draws: a deterministic loss, the training RNG untouched
             self._generator = torch.Generator(device=features.device).manual_seed(self.recipe.seed)
         conf_map, start, end = model(features)
@@ -104,37 +108,55 @@ class ProposalTask:
         for name, value in {"loss": loss, **terms}.items():
             self._eval["sums"][name] += float(value)
         self._eval["batches"] += 1
+        return conf_map, start, end
+
+    def eval_step(self, model: nn.Module, batch: Batch) -> None:
+        conf_map, start, end = self.eval_outputs(model, batch)
+        videos = batch[-1]
         durations = [reference_duration(v.duration_second, v.duration_frame) for v in videos]
         proposals = post_process(
             score_candidates(start, end, conf_map), durations, self.recipe.temporal_scale, self.settings
         )
         for video, found in zip(videos, proposals, strict=True):
-            self._eval["videos"][video_id(video.name)] = (found, video.segments)
+            self._eval["videos"][video_id(video.name)] = (found, video.segments, video.labels)
 
     def eval_end(self, gather: Gather) -> EvalResult:
         parts = gather(self._eval)
+        videos = {name: entry for part in parts for name, entry in part["videos"].items()}
+        return self.score(parts, {name: found for name, (found, _, _) in videos.items()}, videos)
+
+    def score(self, parts: list[dict[str, Any]], results: dict[str, list[dict[str, Any]]], videos: dict) -> EvalResult:
+        """Loss, AR@AN and (with `classes`) detection mAP of the pass: `results` are the proposals per video,
+        `videos` hold (..., segments, labels) per video."""
         batches = max(1, sum(part["batches"] for part in parts))
         metrics = {f"eval_{name}": sum(p["sums"][name] for p in parts) / batches for name in ("loss", *LOSS_TERMS)}
-        videos = {name: entry for part in parts for name, entry in part["videos"].items()}
-        results = {name: found for name, (found, _) in videos.items()}
-        truth = {name: segments for name, (_, segments) in videos.items()}
+        truth = {name: entry[-2:] for name, entry in videos.items()}
         found = {
             name: np.array([[*p["segment"], p["score"]] for p in items], dtype=np.float64).reshape(-1, 3)
             for name, items in results.items()
         }
-        evaluation = evaluate_proposals(truth, found, self.settings.max_proposals)
+        segments = {name: segments for name, (segments, _) in truth.items()}
+        evaluation = evaluate_proposals(segments, found, self.settings.max_proposals)
         metrics |= {f"AR@{n}": evaluation[f"AR@{n}"] for n in AR_AT} | {"AUC": evaluation["AUC"]}
-        return EvalResult(metrics | {"eval_videos": len(results)}, {"proposals": results, "curve": evaluation["curve"]})
+        outputs = {"proposals": results, "curve": evaluation["curve"]}
+        if self.recipe.classes:
+            detection, outputs["detections"] = self.detection.score(results, truth)
+            metrics |= detection
+        return EvalResult(metrics | {"eval_videos": len(results)}, outputs)
 
     def write_eval_outputs(self, result: EvalResult, directory: Path) -> dict[str, str]:
-        """The proposals (ActivityNet JSON) and the AR-AN curve (PNG)."""
+        """The proposals (ActivityNet JSON), the AR-AN curve (PNG) and, with `classes`, the detections."""
         json_path = write_proposals(Path(directory) / "proposals.json", result.outputs["proposals"])
         plot_path = plot_ar_an(result.outputs["curve"], Path(directory) / "ar_an.png", title=self.recipe.name)
-        return {"proposals_file": str(json_path), "ar_an_plot": str(plot_path)}
+        written = {"proposals_file": str(json_path), "ar_an_plot": str(plot_path)}
+        if "detections" in result.outputs:
+            path = write_results(Path(directory) / "detections.json", result.outputs["detections"])
+            written["detections_file"] = str(path)
+        return written
 
     def final_lines(self, final: dict[str, Any]) -> list[str]:
-        keys = ("AR@1", "AR@5", "AR@10", "AR@100", "AUC", "eval_loss")
-        return [f"{key} : {final[key]:.4f}" for key in keys if key in final]
+        keys = ("AR@1", "AR@5", "AR@10", "AR@100", "AUC", *(k for k in final if k.startswith("mAP@")), "average_mAP")
+        return [f"{key} : {final[key]:.4f}" for key in (*keys, "eval_loss") if key in final]
 
     def example_batch(self, batch_size: int) -> Batch:
         r = self.recipe

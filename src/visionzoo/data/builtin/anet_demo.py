@@ -65,7 +65,7 @@ def _soft_coverage(start: float, end: float, temporal_scale: int) -> np.ndarray:
     return np.convolve(np.pad(cover, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
 
 
-def _demo_features(
+def demo_features(
     rng: np.random.Generator, bounds: np.ndarray, label: int, patterns: dict[str, np.ndarray], temporal_scale: int
 ) -> np.ndarray:
     """[T, D] logit-like scores: a class signal inside the actions, boundary bumps, distractor bursts, noise."""
@@ -93,9 +93,10 @@ def _demo_features(
     return features
 
 
-def _demo_patterns(seed: int, feat_dim: int) -> dict[str, np.ndarray]:
+def demo_patterns(seed: int, feat_dim: int, classes: int = len(DEMO_CLASSES)) -> dict[str, np.ndarray]:
+    """Per class a prototype (large on the feature dimensions it owns, like TSN class scores), a dataset bias,
+    and the start and end signatures."""
     rng = np.random.default_rng((seed, 2**31))
-    classes = len(DEMO_CLASSES)
     owned = (np.arange(feat_dim)[None, :] % classes) == np.arange(classes)[:, None]  # like TSN class scores
     return {
         "bias": rng.normal(-1.0, 0.8, feat_dim),
@@ -116,7 +117,7 @@ def _demo_name(rng: np.random.Generator, taken: set[str]) -> str:
 def _write_demo(out: Path, videos: int, seed: int, temporal_scale: int, feat_dim: int) -> None:
     (out / FEATURE_DIR).mkdir(parents=True)
     header = (",".join(f"f{i}" for i in range(feat_dim)) + "\n").encode()
-    patterns = _demo_patterns(seed, feat_dim)
+    patterns = demo_patterns(seed, feat_dim)
     validation = set(np.random.default_rng((seed, 2**32)).permutation(videos)[: round(videos / 4)].tolist())
     database, info_rows, taken = {}, [], set()
     for i in range(videos):
@@ -130,7 +131,7 @@ def _write_demo(out: Path, videos: int, seed: int, temporal_scale: int, feat_dim
         segments = _demo_segments(rng, duration)
         label = int(rng.integers(len(DEMO_CLASSES)))  # one activity per video, as in ActivityNet
         bounds = np.clip(segments / feature_second, 0.0, 1.0)
-        features = _demo_features(rng, bounds, label, patterns, temporal_scale)
+        features = demo_features(rng, bounds, label, patterns, temporal_scale)
         (out / FEATURE_DIR / f"{name}.csv").write_bytes(header + format_csv_rows(features))
         database[name] = {
             "duration_second": duration,
