@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -247,7 +248,7 @@ def _cached_array(directory: Path, names: list[str], shape: tuple[int, int, int]
 
 
 @contextlib.contextmanager
-def _build_lock(path: Path) -> Iterator[None]:
+def exclusive_lock(path: Path) -> Iterator[None]:
     """Let one process (e.g. one DDP rank) build while the others wait for it, where the OS offers flock."""
     try:
         import fcntl
@@ -283,7 +284,7 @@ def build_feature_cache(
     shape = (len(names), feat_dim, temporal_scale)
     if (found := _cached_array(directory, names, shape)) is not None:
         return found
-    with _build_lock(directory / "build.lock"):
+    with exclusive_lock(directory / "build.lock"):
         if (found := _cached_array(directory, names, shape)) is not None:
             return found
         array_path = directory / "features.npy"
@@ -349,6 +350,37 @@ class ActivityNetFeatures(Dataset):
         return features, torch.from_numpy(self.segments[index].copy()), self.videos[index]
 
 
+def pool_snippets(
+    snippets: np.ndarray, temporal_scale: int, snippet_frames: int, duration_frame: int, duration_second: float
+) -> np.ndarray:
+    """[L, D] per-snippet features -> [temporal_scale, D] float64, as BSN/BMN's `poolData` made `csv_mean_100`.
+
+    The reference (BSN `data/activitynet_feature_cuhk/data_process.py`) with its 16 frames and 400 columns as
+    parameters: snippet i sits at its centre, (i + 0.5) * st seconds with st = snippet_frames / fps and
+    fps = duration_frame / duration_second; the features cover L * snippet_frames frames. Anchor k spans
+    [k/T, (k+1)/T] of that cover, clipped to the centres (1e-4 inside); its value is the mean of the linear
+    interpolation at 3 evenly spaced points, zeros where the span misses the centres. One snippet is repeated.
+    """
+    snippets = np.asarray(snippets, dtype=np.float64)
+    length = len(snippets)
+    if length == 1:
+        return np.repeat(snippets, temporal_scale, axis=0)
+    corrected_second = float(length * snippet_frames) / duration_frame * duration_second
+    st = snippet_frames / (float(duration_frame) / duration_second)
+    first, last = st / 2, st / 2 + (length - 1) * st
+    anchors = 1.0 / temporal_scale * np.arange(temporal_scale + 1)
+    xmin = np.maximum(first + 0.0001, anchors[:-1] * corrected_second)
+    xmax = np.minimum(last - 0.0001, anchors[1:] * corrected_second)
+    points = xmin[:, None] + (xmax - xmin)[:, None] / 2 * np.arange(3)  # [T, 3] seconds
+    position = np.clip((points - first) / st, 0, length - 1)  # fractional snippet index
+    low = np.minimum(position.astype(np.int64), length - 2)
+    weight = (position - low)[..., None]
+    values = (1 - weight) * snippets[low] + weight * snippets[low + 1]  # [T, 3, D]
+    pooled = values.mean(axis=1)
+    pooled[(xmax < first) | (xmin > last)] = 0.0
+    return pooled
+
+
 @cache
 def _integer_table() -> np.ndarray:
     """[2000, 4] ASCII of 0..999 then -0..-999, left-aligned, zero-padded (the padding is overwritten)."""
@@ -381,6 +413,15 @@ def format_csv_rows(values: np.ndarray) -> bytes:
     separator[values.shape[1] - 1 :: values.shape[1]] = ord("\n")
     out[point + 4] = separator
     return out.tobytes()
+
+
+def format_feature_csv(values: np.ndarray) -> str:
+    """A feature CSV of any values: header f0..f{D-1}, then one row per time step, 6 significant digits (the
+    3-decimal `format_csv_rows` clips at 1000, too narrow for an arbitrary backbone's features)."""
+    buffer = io.StringIO()
+    header = ",".join(f"f{i}" for i in range(values.shape[1]))
+    np.savetxt(buffer, np.asarray(values, dtype=np.float64), fmt="%.6g", delimiter=",", header=header, comments="")
+    return buffer.getvalue()
 
 
 def write_video_info(path: Path, rows: list[list[object]]) -> None:
