@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-MODULES = ("listing", "recipe_commands", "export", "predict", "eval_proposals", "demo", "data")
+MODULES = ("listing", "recipe_commands", "export", "predict", "eval_proposals", "demo", "data", "features")
 
 
 class CommandParser(argparse.ArgumentParser):

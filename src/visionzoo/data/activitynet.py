@@ -255,7 +255,7 @@ def exclusive_lock(path: Path) -> Iterator[None]:
     except ImportError:  # not POSIX: concurrent builds stay correct (atomic renames), only duplicated
         yield
         return
-    with open(path, "w") as handle:
+    with open(path, "a") as handle:  # "a": an existing file (any file) can serve as the lock, untouched
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -25,10 +25,15 @@ STATE_NAME, PREVIOUS_STATE_NAME = "last.state.pt", "prev.state.pt"
 STATE_FORMAT = "visionzoo-state-v1"
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` for a temporary file beside `path`, fsync it, and rename it over `path`."""
+def atomic_write(path: Path, write: Callable[[Path], None], owner: str = "") -> None:
+    """Call `write(tmp)` for a temporary file beside `path`, fsync it, and rename it over `path`.
+
+    `owner` goes into the temporary name (`.<name>.<owner>.<random>.tmp`), so that a later run can tell the
+    leftovers of a killed process from the files of a live one.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix = f".{path.name}.{owner}." if owner else f".{path.name}."
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
