@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import error_line
 from video_files import indexed_video, zero_frame_video
 
 from visionzoo.cli import main
@@ -39,15 +40,6 @@ CONTRACT_KEYS = {"format", "backbone", "weights", "weights_sha256", "layer", "im
 
 def cli(*argv: str) -> int:
     return main(list(argv))
-
-
-def cli_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    """The one error line a failing command ends with (after warnings such as 'random weights'), exit status 2."""
-    capsys.readouterr()
-    assert cli(*argv) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert [line for line in lines if not line.startswith("visionzoo: warning:")] == lines[-1:], lines
-    return lines[-1]
 
 
 @pytest.fixture
@@ -152,7 +144,7 @@ def test_unreadable_videos_are_named_counted_and_skipped(tmp_path: Path, videos:
     assert not any(p.name.startswith(".") for p in out.rglob("*"))
 
     strict = tmp_path / "strict"
-    line = cli_error(capsys, "features", str(videos / "notes.mp4"), *OPTIONS, "--output", str(strict), "--strict")
+    line = error_line(capsys, "features", str(videos / "notes.mp4"), *OPTIONS, "--output", str(strict), "--strict")
     assert line.startswith("visionzoo: error: ") and "notes.mp4: not a video FFmpeg can read" in line
     assert not (strict / f"csv_mean_{T}").exists()
 
@@ -205,7 +197,7 @@ def test_features_of_another_kind_are_refused(tmp_path: Path, videos: Path, caps
     assert cli("features", str(videos / "alpha.mp4"), *OPTIONS, "--output", str(out)) == 0
     before = snapshot(out)
     options = [*OPTIONS[:3], "48", *OPTIONS[4:]]
-    line = cli_error(capsys, "features", str(videos), *options, "--output", str(out))
+    line = error_line(capsys, "features", str(videos), *options, "--output", str(out))
     assert f"{out}: holds features of another kind (img_size {IMG} vs 48" in line
     assert snapshot(out) == before
 
@@ -223,14 +215,14 @@ def test_features_of_another_kind_are_refused(tmp_path: Path, videos: Path, caps
 def test_bad_options_end_in_one_line(tmp_path: Path, videos: Path, capsys: pytest.CaptureFixture[str],
                                      argv: list[str], expected: str) -> None:  # fmt: skip
     out = tmp_path / "features"
-    assert expected in cli_error(capsys, "features", str(videos), *argv, "--output", str(out))
+    assert expected in error_line(capsys, "features", str(videos), *argv, "--output", str(out))
     assert not out.exists()
 
 
 def test_without_pyav_one_line_says_what_to_install(tmp_path: Path, videos: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     monkeypatch.setitem(sys.modules, "av", None)
-    line = cli_error(capsys, "features", str(videos), *OPTIONS, "--output", str(tmp_path / "f"), "--strict")
+    line = error_line(capsys, "features", str(videos), *OPTIONS, "--output", str(tmp_path / "f"), "--strict")
     assert "pip install 'visionzoo[video]'" in line
 
 

@@ -173,3 +173,24 @@ def test_video_demo_is_deterministic_and_decodable(tmp_path: Path) -> None:
             if row["video"] == name:
                 assert 0 <= float(row["start"]) < float(row["end"]) <= decoder.meta.seconds
     assert len(list((tmp_path / "b" / "videos").glob("*.mp4"))) == 3
+
+
+def test_builtin_video_demo_is_a_trainable_feature_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--data video-demo`: generated videos, their features and annotations, made once in the cache."""
+    pytest.importorskip("av")
+    from visionzoo.data.builtin import resolve_data, video_demo
+    from visionzoo.errors import VisionZooError
+
+    small = video_demo.make_video_demo
+    monkeypatch.setattr(
+        video_demo, "make_video_demo", lambda out: small(out, videos=4, seconds=(2.0, 3.0), size=(32, 24))
+    )
+    monkeypatch.setitem(video_demo.DEMO_FEATURES, "backbone", "tiny_test_net")
+    monkeypatch.setitem(video_demo.DEMO_FEATURES, "img_size", 32)
+    root = resolve_data("video-demo", "activitynet", temporal_scale=T, feat_dim=16)
+    assert json.loads((root / "features.json").read_text())["backbone"] == "tiny_test_net"
+    train = ActivityNetFeatures(root, "train", T, 16, feature_dir=f"csv_mean_{T}", snippet_frames=8)
+    assert len(train) == 3 and all(video.segments.size for video in train.videos)
+    assert resolve_data("video-demo", "activitynet", temporal_scale=T, feat_dim=16) == root  # made once
+    with pytest.raises(VisionZooError, match="--feat-dim 400: the built-in video features are 16-d"):
+        resolve_data("video-demo", "activitynet", temporal_scale=T + 1, feat_dim=400)

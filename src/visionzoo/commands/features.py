@@ -40,7 +40,7 @@ def add_extraction_arguments(p: argparse.ArgumentParser, defaults_from_checkpoin
     p.add_argument("--img-size", type=int, help=f"{unset}the backbone's")
     p.add_argument("--snippet-frames", type=int, help=f"frames per snippet at the video's rate ({unset}16)")
     p.add_argument("--temporal-scale", type=int, help=f"T, rows per video after the rescale ({unset}100)")
-    p.add_argument("--init-seed", type=int, default=0, help="seed of random backbone weights (without --pretrained)")
+    p.add_argument("--init-seed", type=int, help=f"seed of random backbone weights, without --pretrained ({unset}0)")
     p.add_argument("--amp", choices=AMP_CHOICES, default="auto")
 
 
@@ -61,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
     videos = sf.list_videos(args.inputs)
     device = resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
     featurizer = sf.SnippetFeaturizer(
-        args.backbone, args.pretrained, args.img_size, args.layer or "pre_logits", args.amp, device, args.init_seed
+        args.backbone, args.pretrained, args.img_size, args.layer or "pre_logits", args.amp, device, args.init_seed or 0
     )
     if args.pretrained is None:
-        logger.warning("no --pretrained: %s has random weights (seed %d)", args.backbone, args.init_seed)
+        logger.warning("no --pretrained: %s has random weights (seed %d)", args.backbone, args.init_seed or 0)
     spec = featurizer.spec(args.snippet_frames or 16, args.temporal_scale or 100)
     folder = FeatureFolder(args.output, spec)
     report = sf.extract_features(

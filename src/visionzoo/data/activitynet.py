@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from visionzoo.data.cache import cache_dir
-from visionzoo.data.sampling import SampleKey
+from visionzoo.data.sampling import SampleKey, sample_rng
 from visionzoo.errors import VisionZooError
 
 VIDEO_INFO = "video_info_new.csv"
@@ -47,6 +47,7 @@ class VideoRecord:
     feature_second: float  # the span the features cover: feature_frame / duration_frame * duration_second
     segments: np.ndarray  # [K, 2] float64, (start, end) in seconds, in annotation order
     labels: list[str]
+    snippet_frames: int = 16  # frames per feature snippet (features.json; ActivityNet's TSN features: 16)
 
 
 def normalized_segments(video: VideoRecord) -> np.ndarray:
@@ -304,11 +305,49 @@ def build_feature_cache(
     return array_path
 
 
+@dataclass(frozen=True)
+class FeatureAugment:
+    """Training-time changes of an item, drawn from `sample_rng(seed, epoch, index)` (regularisation on small data).
+
+    dropout: each feature value zeroed with this probability, the others scaled by 1 / (1 - p).
+    jitter: the video is seen through a window of length z in [1/(1+j), 1+j] of its span (log-uniform) at a random
+    offset, resampled to T rows by linear interpolation (zeros outside the span, as BSN's rescale), segments moved
+    with it: a temporal crop or zoom-out with shift.
+    """
+
+    seed: int = 0
+    dropout: float = 0.0
+    jitter: float = 0.0
+
+    def __call__(self, features: np.ndarray, segments: np.ndarray, epoch: int, index: int) -> tuple[np.ndarray, ...]:
+        rng = sample_rng(self.seed, epoch, index)
+        if self.jitter > 0:
+            features, segments = self._window(features, segments, rng)
+        if self.dropout > 0:
+            keep = rng.random(features.shape) >= self.dropout
+            features = np.where(keep, features / (1.0 - self.dropout), 0.0).astype(np.float32)
+        return features, segments
+
+    def _window(self, features: np.ndarray, segments: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        T = features.shape[1]
+        length = float(np.exp(rng.uniform(-np.log1p(self.jitter), np.log1p(self.jitter))))
+        start = rng.uniform(min(0.0, 1.0 - length), max(0.0, 1.0 - length))
+        position = (start + (np.arange(T) + 0.5) / T * length) * T - 0.5  # in the original rows
+        low = np.clip(np.floor(position), 0, T - 1).astype(np.int64)
+        high = np.minimum(low + 1, T - 1)
+        weight = np.clip(position - low, 0.0, 1.0)
+        resampled = features[:, low] * (1 - weight) + features[:, high] * weight
+        resampled[:, (position < -0.5) | (position > T - 0.5)] = 0.0
+        moved = np.clip((segments - start) / length, 0.0, 1.0)
+        return resampled.astype(np.float32), moved[moved[:, 1] > moved[:, 0]].astype(np.float32).reshape(-1, 2)
+
+
 class ActivityNetFeatures(Dataset):
     """Items are (features float32 [feat_dim, T], segments float32 [K, 2] as fractions of feature_second, the
     video's record).
 
-    The label maps (TEM scores, IoU map) are computed from the segments, batched, by the task.
+    The label maps (TEM scores, IoU map) are computed from the segments, batched, by the task. With `augment`
+    (training only) items change with the epoch, drawn from (seed, epoch, index).
     """
 
     def __init__(
@@ -320,9 +359,14 @@ class ActivityNetFeatures(Dataset):
         video_info: str = VIDEO_INFO,
         video_anno: str = VIDEO_ANNO,
         feature_dir: str = FEATURE_DIR,
+        snippet_frames: int = 16,
+        augment: FeatureAugment | None = None,
     ) -> None:
         root = Path(root)
         self.videos = select_subset(load_annotations(root, video_info, video_anno), subset)
+        for video in self.videos:
+            video.snippet_frames = snippet_frames
+        self.augment = augment
         if not self.videos:
             raise VisionZooError(f"{root / video_info}: no videos in subset {subset!r}")
         self.temporal_scale, self.feat_dim = temporal_scale, feat_dim
@@ -345,9 +389,11 @@ class ActivityNetFeatures(Dataset):
         return len(self.videos)
 
     def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, torch.Tensor, VideoRecord]:
-        index, _epoch = key  # deterministic items: nothing is drawn at random
-        features = torch.from_numpy(np.array(self.features[index]))
-        return features, torch.from_numpy(self.segments[index].copy()), self.videos[index]
+        index, epoch = key
+        features, segments = np.array(self.features[index]), self.segments[index].copy()
+        if self.augment is not None:
+            features, segments = self.augment(features, segments, epoch, index)
+        return torch.from_numpy(features), torch.from_numpy(segments), self.videos[index]
 
 
 def pool_snippets(

@@ -148,7 +148,7 @@ def _set_up(recipe: Recipe, options: RunOptions, info: DistInfo) -> tuple[Traini
     # DDP broadcasts rank 0's weights when it wraps the model; the EMA copies them after that, on every rank.
     trained = distributed.wrap_ddp(model, info) if info.enabled else model
     ema = ModelEMA(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
-    config |= {
+    config |= task.data_info() | {
         "world_size": info.world_size,
         "global_batch_size": recipe.batch_size * info.world_size,
         "lr_effective": base_lr,
