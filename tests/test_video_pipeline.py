@@ -114,6 +114,7 @@ def test_predict_reuses_cached_features_and_onnx_agrees(trained: dict, monkeypat
         (["--snippet-frames", "8"], "snippet_frames 4 vs 8"),
         (["--layer", "logits"], "layer pre_logits vs logits"),
         (["--temporal-scale", "32"], f"--temporal-scale 32: this BMN takes T={T}"),
+        (["--init-seed", "1"], "weights random weights (seed 0) vs random weights (seed 1)"),
     ],
 )
 def test_features_of_another_kind_are_refused(trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -85,9 +85,24 @@ def read_features_json(directory: Path) -> dict[str, Any] | None:
     return spec
 
 
+def _weights(spec: dict[str, Any]) -> str:
+    if spec.get("weights_sha256") is None:
+        return f"random weights (seed {spec.get('init_seed')})"
+    return f"{Path(str(spec.get('weights'))).name} (sha256 {spec['weights_sha256'][:12]})"
+
+
 def kind_differences(found: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """'key found vs wanted' for each setting in which two feature descriptions differ."""
-    return [f"{key} {found.get(key)} vs {wanted.get(key)}" for key in KIND_KEYS if found.get(key) != wanted.get(key)]
+    """'setting found vs wanted' for each setting in which two feature descriptions differ (weights: by hash)."""
+    differences = [
+        f"{key} {found.get(key)} vs {wanted.get(key)}"
+        for key in KIND_KEYS
+        if key not in ("weights_sha256", "init_seed") and found.get(key) != wanted.get(key)
+    ]
+    same_file = found.get("weights_sha256") == wanted.get("weights_sha256")
+    same_seed = found.get("weights_sha256") is not None or found.get("init_seed") == wanted.get("init_seed")
+    if not (same_file and same_seed):
+        differences.append(f"weights {_weights(found)} vs {_weights(wanted)}")
+    return differences
 
 
 class FeatureFolder:
@@ -110,7 +125,8 @@ class FeatureFolder:
             return
         if self.root.exists() and not self.root.is_dir():
             raise VisionZooError(f"--output {self.root}: exists and is not a folder")
-        atomic_write(self.root / FEATURES_JSON, lambda tmp: tmp.write_text(json.dumps(self.spec.to_dict(), indent=2)))
+        text = json.dumps(self.spec.to_dict(), indent=2)
+        atomic_write(self.root / FEATURES_JSON, lambda tmp: tmp.write_text(text), _OWNER)
 
     def record(self, name: str) -> dict[str, Any] | None:
         try:
@@ -120,7 +136,7 @@ class FeatureFolder:
 
     def finished(self, name: str, need_snippets: bool) -> bool:
         record = self.record(name)
-        return record is not None and (record.get("snippets_file") or not need_snippets)
+        return record is not None and (bool(record.get("snippets_file")) or not need_snippets)
 
     def write(self, name: str, source: Path, snippets: np.ndarray, meta: VideoMeta, keep_snippets: bool) -> None:
         """The video's CSV (and snippets), then its record: each atomically, the record last."""
@@ -176,7 +192,7 @@ class FeatureFolder:
                     frames, seconds, fps = record["numFrame"], record["seconds"], record["fps"]
                     subset = subsets.get(path.stem, UNLABELLED_SUBSET)
                     rows.append([path.stem, frames, seconds, fps, frames / seconds, subset, record["featureFrame"]])
-            atomic_write(self.root / VIDEO_INFO, lambda tmp: write_video_info(tmp, rows))
+            atomic_write(self.root / VIDEO_INFO, lambda tmp: write_video_info(tmp, rows), _OWNER)
         return self.root / VIDEO_INFO
 
 
