@@ -70,7 +70,7 @@ class SnippetFeaturizer:
             raise VisionZooError(f"--backbone {backbone}: not an image classifier (see visionzoo models)")
         self.device = device or torch.device("cpu")
         self.precision = resolve_amp(amp, self.device)
-        with torch.random.fork_rng(devices=[]):  # random weights: the same ones on every run and machine's torch
+        with torch.random.fork_rng(devices=[]):  # random weights: drawn from init_seed, the global RNG untouched
             torch.manual_seed(init_seed)
             self.model = card.build_model(pretrained=pretrained).to(self.device)
         self.preprocessing, self.layer = card.preprocessing, layer

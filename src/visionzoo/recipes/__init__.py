@@ -7,7 +7,7 @@ import importlib
 from visionzoo.errors import VisionZooError
 from visionzoo.recipes.base import ClassificationRecipe, ProposalRecipe, Recipe
 
-_MODULES = ("bmn_anet", "cspdarknet53_cifar10", "ghostnet_imagenet", "resnet50_bam_imagenet")
+_MODULES = ("bmn_anet", "bmn_own", "cspdarknet53_cifar10", "ghostnet_imagenet", "resnet50_bam_imagenet")
 
 
 def _all() -> dict[str, Recipe]:
