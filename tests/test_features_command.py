@@ -192,6 +192,16 @@ def test_a_rerun_clears_leftovers_of_dead_processes_only(tmp_path: Path, videos:
     assert not dead.exists() and live.exists() and other.exists()
 
 
+def test_a_folder_of_other_files_is_not_written_into(tmp_path: Path, videos: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    out = tmp_path / "anet"
+    (out / "csv_mean_8").mkdir(parents=True)
+    (out / "csv_mean_8" / "alpha.csv").write_text("f0\n1.0\n")  # someone's features, same name as a video
+    line = error_line(capsys, "features", str(videos), *OPTIONS, "--output", str(out))
+    assert f"--output {out}: exists and is not a feature folder (no features.json)" in line
+    assert (out / "csv_mean_8" / "alpha.csv").read_text() == "f0\n1.0\n" and not (out / "features.json").exists()
+
+
 def test_features_of_another_kind_are_refused(tmp_path: Path, videos: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "features"
     assert cli("features", str(videos / "alpha.mp4"), *OPTIONS, "--output", str(out)) == 0

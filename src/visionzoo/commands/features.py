@@ -41,7 +41,8 @@ def add_extraction_arguments(p: argparse.ArgumentParser, defaults_from_checkpoin
     p.add_argument("--snippet-frames", type=int, help=f"frames per snippet at the video's rate ({unset}16)")
     p.add_argument("--temporal-scale", type=int, help=f"T, rows per video after the rescale ({unset}100)")
     p.add_argument("--init-seed", type=int, help=f"seed of random backbone weights, without --pretrained ({unset}0)")
-    p.add_argument("--amp", choices=AMP_CHOICES, default="auto")
+    p.add_argument("--amp", choices=AMP_CHOICES, default=None if defaults_from_checkpoint else "auto",
+                   help=f"the backbone's precision ({unset}auto)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

@@ -123,8 +123,12 @@ class FeatureFolder:
                     f"{self.root}: holds features of another kind ({'; '.join(differences)}); choose another --output"
                 )
             return
-        if self.root.exists() and not self.root.is_dir():
-            raise VisionZooError(f"--output {self.root}: exists and is not a folder")
+        # a folder with other files than the temporary ones of a run killed before it wrote features.json
+        others = self.root.is_dir() and any(p.is_file() and not _TEMPORARY.match(p.name) for p in self.root.rglob("*"))
+        if self.root.exists() and (not self.root.is_dir() or others):
+            raise VisionZooError(
+                f"--output {self.root}: exists and is not a feature folder (no {FEATURES_JSON}); choose another one"
+            )
         text = json.dumps(self.spec.to_dict(), indent=2)
         atomic_write(self.root / FEATURES_JSON, lambda tmp: tmp.write_text(text), _OWNER)
 

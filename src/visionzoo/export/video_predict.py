@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from visionzoo.data.feature_folder import FeatureFolder, kind_differences
 from visionzoo.errors import VisionZooError
@@ -58,6 +57,7 @@ def _settings(args: argparse.Namespace, card: ModelCard) -> dict[str, Any]:
         "snippet_frames": args.snippet_frames or trained.get("snippet_frames", 16),
         "temporal_scale": args.temporal_scale or temporal_scale,
         "init_seed": args.init_seed if args.init_seed is not None else (trained.get("init_seed") or 0),
+        "amp": args.amp or trained.get("amp", "auto"),
     }
     if settings["backbone"] is None:
         raise VisionZooError("predict on videos: give --backbone MODEL (the checkpoint does not record its features)")
@@ -81,7 +81,7 @@ def video_features(args: argparse.Namespace, card: ModelCard, videos: list[tuple
 
     s = _settings(args, card)
     featurizer = SnippetFeaturizer(
-        s["backbone"], args.pretrained, s["img_size"], s["layer"], args.amp, resolve_device(args.device), s["init_seed"]
+        s["backbone"], args.pretrained, s["img_size"], s["layer"], s["amp"], resolve_device(args.device), s["init_seed"]
     )
     spec = featurizer.spec(s["snippet_frames"], s["temporal_scale"])
     wanted = spec.to_dict()
@@ -103,35 +103,26 @@ def video_features(args: argparse.Namespace, card: ModelCard, videos: list[tuple
 
 def predict_videos(args: argparse.Namespace, card: ModelCard, runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
     """Proposals (seconds) of every readable video, written with an SRT and a timeline PNG per video."""
-    from visionzoo.data.activitynet import read_feature_csv
+    from visionzoo.export.predict import predict_proposals
     from visionzoo.export.snippet_features import list_videos
-    from visionzoo.tasks import postprocess
+    from visionzoo.tasks.postprocess import video_id
 
     videos = list_videos(args.inputs)
     folder = video_features(args, card, videos)
-    feat_dim, temporal_scale = card.input_shape
-    settings = postprocess.SoftNMSSettings.of(card.postprocessing)
     found = [(name, path, folder.record(_video_key(path))) for name, path in videos]
     found = [(name, path, record) for name, path, record in found if record is not None]  # unreadable ones: named
     if not found:
         raise VisionZooError("predict: none of the videos could be read (see the warnings above)")
-    results: dict[str, list[dict[str, Any]]] = {}
+    csv_files = [folder.csv_dir / f"{record['video']}.csv" for *_, record in found]
+    durations = [min(r["featureFrame"], r["numFrame"]) / r["numFrame"] * r["seconds"] for *_, r in found]
+    by_key = predict_proposals(card, runtime, csv_files, durations, args.batch_size)
     output = args.output or DEFAULT_OUTPUT
     ground_truth = _ground_truth(args.ground_truth, [name for name, _, _ in found])
-    for begin in range(0, len(found), args.batch_size):
-        chunk = found[begin : begin + args.batch_size]
-        csv_files = [folder.csv_dir / f"{record['video']}.csv" for *_, record in chunk]
-        features = np.stack([read_feature_csv(file, temporal_scale, feat_dim).T for file in csv_files])
-        conf_map, start, end = (torch.from_numpy(out) for out in runtime(np.ascontiguousarray(features)))
-        durations = [min(r["featureFrame"], r["numFrame"]) / r["numFrame"] * r["seconds"] for *_, r in chunk]
-        proposals = postprocess.post_process(
-            postprocess.score_candidates(start, end, conf_map), durations, temporal_scale, settings
-        )
-        for (name, path, record), kept in zip(chunk, proposals, strict=True):
-            results[postprocess.video_id(name)] = kept
-            write_srt(output / f"{name}.srt", kept[: args.show])
-            plot_timeline(output / f"{name}.png", name, path, record["seconds"], kept[: args.show],
-                          ground_truth.get(name))  # fmt: skip
+    results: dict[str, list[dict[str, Any]]] = {}
+    for name, path, record in found:
+        kept = results[video_id(name)] = by_key[video_id(record["video"])]
+        write_srt(output / f"{name}.srt", kept[: args.show])
+        plot_timeline(output / f"{name}.png", name, path, record["seconds"], kept[: args.show], ground_truth.get(name))
     return results
 
 
