@@ -32,14 +32,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_extraction_arguments(p: argparse.ArgumentParser, defaults_from_checkpoint: bool = False) -> None:
-    """The options that decide what a feature is (shared with `predict` on videos)."""
+    """The options that decide what a feature is (shared with `predict` on videos, where the checkpoint's
+    features.json gives the defaults)."""
     unset = "default: the checkpoint's features, else " if defaults_from_checkpoint else "default "
     p.add_argument("--backbone", help="a zoo classifier (visionzoo models): its pooled pre-logit features per snippet")
     p.add_argument("--pretrained", type=Path, help="the backbone's weights (default: random, drawn with --init-seed)")
-    p.add_argument("--layer", choices=("pre_logits", "logits"), help=f"{unset}pre_logits")
-    p.add_argument("--img-size", type=int, help=f"{unset}the backbone's")
+    p.add_argument("--layer", choices=("pre_logits", "logits"), help=f"({unset}pre_logits)")
+    p.add_argument("--img-size", type=int, help=f"({unset}the backbone's)")
     p.add_argument("--snippet-frames", type=int, help=f"frames per snippet at the video's rate ({unset}16)")
-    p.add_argument("--temporal-scale", type=int, help=f"T, rows per video after the rescale ({unset}100)")
+    scale = "default: the checkpoint's T" if defaults_from_checkpoint else "default 100"
+    p.add_argument("--temporal-scale", type=int, help=f"T, rows per video after the rescale ({scale})")
     p.add_argument("--init-seed", type=int, help=f"seed of random backbone weights, without --pretrained ({unset}0)")
     p.add_argument("--amp", choices=AMP_CHOICES, default=None if defaults_from_checkpoint else "auto",
                    help=f"the backbone's precision ({unset}auto)")  # fmt: skip

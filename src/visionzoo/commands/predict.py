@@ -6,8 +6,6 @@ import argparse
 import logging
 from pathlib import Path
 
-from visionzoo.export import video_predict
-
 logger = logging.getLogger(__name__)
 
 
@@ -25,12 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, help="classes: FILE.csv or .json; BMN: the proposals JSON; videos: a DIR")
     p.add_argument("--duration-second", type=float, nargs="+", help="BMN: video duration(s), one or one per file")
     p.add_argument("--video-info", type=Path, help="BMN: video_info CSV or annotation JSON giving the durations")
-    video_predict.add_video_arguments(p)
+    from visionzoo.export.video_predict import add_video_arguments
+
+    add_video_arguments(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from visionzoo.export import predict
+    from visionzoo.export import predict, video_predict
 
     card, runtime = predict.load_runtime(args.target, args.checkpoint, args.onnx)
     if video_predict.wants_videos(args, card):

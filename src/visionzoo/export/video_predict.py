@@ -14,14 +14,16 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from visionzoo.data.feature_folder import FeatureFolder, kind_differences
 from visionzoo.errors import VisionZooError
-from visionzoo.export.model_card import ModelCard
-from visionzoo.export.runtime import Runtime
+
+if TYPE_CHECKING:  # the CLI imports this module to build its parser: heavy imports wait until used
+    from visionzoo.data.feature_folder import FeatureFolder
+    from visionzoo.export.model_card import ModelCard
+    from visionzoo.export.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ def _video_key(path: Path) -> str:
 def video_features(args: argparse.Namespace, card: ModelCard, videos: list[tuple[str, Path]]) -> FeatureFolder:
     """The feature folder (in the cache) holding every readable video's features, extracted where missing."""
     from visionzoo.data.cache import cache_dir
+    from visionzoo.data.feature_folder import FeatureFolder, kind_differences
     from visionzoo.engine.distributed import resolve_device
     from visionzoo.export.snippet_features import SnippetFeaturizer, extract_features
 
