@@ -28,6 +28,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         reporter.write_line(f"machine: {machine().describe()}")
 
 
+def error_line(capsys: pytest.CaptureFixture[str], *argv: object) -> str:
+    """The one `visionzoo: error:` line a failing command ends with (after its warnings and progress lines),
+    exit status 2."""
+    from visionzoo.cli import main
+
+    capsys.readouterr()
+    assert main([str(a) for a in argv]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [line for line in lines if line.startswith("visionzoo: error:")] == lines[-1:], lines
+    return lines[-1]
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["VISIONZOO_CACHE"] = str(tmp_path_factory.mktemp("cache"))

@@ -263,3 +263,25 @@ def test_real_annotation_pair() -> None:
     assert len(select_subset(videos, "train")) == 9_649 and len(select_subset(videos, "validation")) == 4_728
     first = videos[0]
     assert first.name == "v_---9CpRcKoU" and first.feature_second == pytest.approx(400 / 418 * 14.07)
+
+
+def test_training_augmentation_is_a_function_of_seed_epoch_index() -> None:
+    """Temporal jitter moves the segments with the features; dropout keeps the mean; the same key, the same item."""
+    T = 64
+    segments = np.array([[0.3, 0.55], [0.7, 0.9]], dtype=np.float32)
+    centres = (np.arange(T) + 0.5) / T
+    inside = ((centres[None] >= segments[:, :1]) & (centres[None] < segments[:, 1:])).any(axis=0)
+    features = np.repeat(inside[None].astype(np.float32), 3, axis=0)  # [D, T]: 1 inside the actions
+    augment = activitynet.FeatureAugment(seed=5, jitter=0.3)
+    for epoch in range(20):
+        moved_features, moved = augment(features, segments, epoch, index=7)
+        again = augment(features, segments, epoch, index=7)
+        np.testing.assert_array_equal(moved_features, again[0])
+        np.testing.assert_array_equal(moved, again[1])
+        cover = ((centres[None] >= moved[:, :1]) & (centres[None] < moved[:, 1:])).any(axis=0)
+        margin = np.abs(centres[None] - moved.reshape(-1, 1)).min(axis=0) > 2.0 / T  # away from the boundaries
+        np.testing.assert_array_equal(moved_features[0, margin] > 0.5, cover[margin])
+    assert not np.array_equal(augment(features, segments, 0, 7)[1], augment(features, segments, 1, 7)[1])
+    dropped, same = activitynet.FeatureAugment(seed=0, dropout=0.25)(np.ones((400, T), np.float32), segments, 0, 0)
+    assert abs((dropped == 0).mean() - 0.25) < 0.01 and abs(dropped.mean() - 1.0) < 0.02
+    np.testing.assert_array_equal(same, segments)

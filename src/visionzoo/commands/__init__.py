@@ -14,6 +14,7 @@ MODULES = (
     "report",
     "export",
     "predict",
+    "features",
     "eval_proposals",
     "eval_detection",
     "detect",

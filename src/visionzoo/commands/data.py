@@ -1,4 +1,5 @@
-"""`visionzoo data make-*`: write the built-in datasets (or bigger ones) in the formats the recipes read."""
+"""`visionzoo data make-*`: write the built-in datasets (or bigger ones) in the formats the recipes read;
+`visionzoo data anet-annotations`: your own annotations into the BMN files of a feature folder."""
 
 from __future__ import annotations
 
@@ -32,6 +33,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--size", type=int, default=96)
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(run=run_make_imagefolder)
+    d = data.add_parser("make-video-demo", help="synthetic videos with known action segments and their CSV")
+    d.add_argument("out", type=Path)
+    d.add_argument("--videos", type=int, default=40)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(run=run_make_video_demo)
+    d = data.add_parser(
+        "anet-annotations", help="your annotations (CSV or ActivityNet JSON) -> the BMN files of a feature folder"
+    )
+    d.add_argument("annotations", type=Path, help="CSV video,start,end,label[,subset] (seconds) or ActivityNet JSON")
+    d.add_argument("--features", type=Path, required=True, help="the folder visionzoo features wrote")
+    d.add_argument("--val-fraction", type=float, default=0.25, help="validation share of videos without a subset")
+    d.add_argument("--seed", type=int, default=0, help="seed of the training/validation split")
+    d.set_defaults(run=run_anet_annotations)
 
 
 def run_make_digits(args: argparse.Namespace) -> int:
@@ -59,4 +73,19 @@ def run_make_imagefolder(args: argparse.Namespace) -> int:
     from visionzoo.data.builtin.imagefolder_demo import make_imagefolder
 
     print(make_imagefolder(args.out, classes=args.classes, per_class=args.per_class, size=args.size, seed=args.seed))
+    return 0
+
+
+def run_make_video_demo(args: argparse.Namespace) -> int:
+    from visionzoo.data.builtin.video_demo import make_video_demo
+
+    print(make_video_demo(args.out, videos=args.videos, seed=args.seed))
+    return 0
+
+
+def run_anet_annotations(args: argparse.Namespace) -> int:
+    from visionzoo.data.own_annotations import convert_annotations
+
+    counts = convert_annotations(args.annotations, args.features, args.val_fraction, args.seed)
+    print(f"{args.features}: " + ", ".join(f"{count} {subset}" for subset, count in sorted(counts.items())))
     return 0

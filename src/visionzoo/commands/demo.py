@@ -66,7 +66,7 @@ def run_demo(recipe_name: str, checkpoint: Path, data: str, video: str | None, o
     xmin_score, xmax_score = start[0, start_index], end[0, end_cell + 1]
     reg, cls = conf_map[0, 0, start_index, end_cell], conf_map[0, 1, start_index, end_cell]
     scores = postprocess.score_candidates(start, end, conf_map)
-    duration = postprocess.reference_duration(record.duration_second, record.duration_frame)
+    duration = postprocess.reference_duration(record.duration_second, record.duration_frame, record.snippet_frames)
     (proposals,) = postprocess.post_process(scores, [duration], T, task.settings)
 
     output.mkdir(parents=True, exist_ok=True)

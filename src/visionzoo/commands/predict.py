@@ -16,28 +16,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict", help="top-k classes of images, or BMN proposals of feature CSVs, from a checkpoint or ONNX file"
     )
     p.add_argument("target", metavar="RECIPE", help="recipe or model name (with --onnx: checked against the file)")
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image or feature CSV files, or folders")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="images, feature CSVs or videos, or folders")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, help="PyTorch weights (.safetensors or .pt)")
     source.add_argument("--onnx", type=Path, help="an ONNX file written by visionzoo export")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument(
-        "--amp", choices=AMP_CHOICES, default="auto", help="with --checkpoint: precision (auto fits the CPU)"
+        "--amp",
+        choices=AMP_CHOICES,
+        help="with --checkpoint: precision (default auto: what fits the CPU; for a video backbone, that of the "
+        "checkpoint's training features)",
     )
     p.add_argument(
         "--compile", "--torchcompile", action="store_true", help="with --checkpoint: torch.compile the model"
     )
-    p.add_argument("--output", type=Path, help="classes: FILE.csv or FILE.json; BMN: the proposals JSON")
+    p.add_argument("--output", type=Path, help="classes: FILE.csv or .json; BMN: the proposals JSON; videos: a DIR")
     p.add_argument("--duration-second", type=float, nargs="+", help="BMN: video duration(s), one or one per file")
     p.add_argument("--video-info", type=Path, help="BMN: video_info CSV or annotation JSON giving the durations")
+    from visionzoo.export.video_predict import add_video_arguments
+
+    add_video_arguments(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from visionzoo.export import predict
+    from visionzoo.export import predict, video_predict
 
-    card, runtime = predict.load_runtime(args.target, args.checkpoint, args.onnx, amp=args.amp, compile=args.compile)
+    card, runtime = predict.load_runtime(
+        args.target, args.checkpoint, args.onnx, amp=args.amp or "auto", compile=args.compile
+    )
+    if video_predict.wants_videos(args, card):
+        return video_predict.run(args, card, runtime)
     inputs = args.inputs
     if card.task == "windowed_proposals":  # long videos: snippet features of any length, the recipe's windows
         files = predict.expand_inputs(inputs, lambda name: name.lower().endswith((".npy", ".csv")), "feature files")

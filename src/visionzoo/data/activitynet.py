@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -27,7 +28,7 @@ from torch.utils.data import Dataset
 
 from visionzoo.data.cache import cache_dir
 from visionzoo.data.files import require_regular_file
-from visionzoo.data.sampling import SampleKey
+from visionzoo.data.sampling import SampleKey, sample_rng
 from visionzoo.errors import VisionZooError
 
 VIDEO_INFO = "video_info_new.csv"
@@ -47,6 +48,7 @@ class VideoRecord:
     feature_second: float  # the span the features cover: feature_frame / duration_frame * duration_second
     segments: np.ndarray  # [K, 2] float64, (start, end) in seconds, in annotation order
     labels: list[str]
+    snippet_frames: int = 16  # frames per feature snippet (features.json; ActivityNet's TSN features: 16)
 
 
 def normalized_segments(video: VideoRecord) -> np.ndarray:
@@ -251,14 +253,14 @@ def _cached_array(directory: Path, names: list[str], shape: tuple[int, int, int]
 
 
 @contextlib.contextmanager
-def _build_lock(path: Path) -> Iterator[None]:
+def exclusive_lock(path: Path) -> Iterator[None]:
     """Let one process (e.g. one DDP rank) build while the others wait for it, where the OS offers flock."""
     try:
         import fcntl
     except ImportError:  # not POSIX: concurrent builds stay correct (atomic renames), only duplicated
         yield
         return
-    with open(path, "w") as handle:
+    with open(path, "a") as handle:  # "a": an existing file (any file) can serve as the lock, untouched
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -287,7 +289,7 @@ def build_feature_cache(
     shape = (len(names), feat_dim, temporal_scale)
     if (found := _cached_array(directory, names, shape)) is not None:
         return found
-    with _build_lock(directory / "build.lock"):
+    with exclusive_lock(directory / "build.lock"):
         if (found := _cached_array(directory, names, shape)) is not None:
             return found
         array_path = directory / "features.npy"
@@ -307,11 +309,49 @@ def build_feature_cache(
     return array_path
 
 
+@dataclass(frozen=True)
+class FeatureAugment:
+    """Training-time changes of an item, drawn from `sample_rng(seed, epoch, index)` (regularisation on small data).
+
+    dropout: each feature value zeroed with this probability, the others scaled by 1 / (1 - p).
+    jitter: the video is seen through a window of length z in [1/(1+j), 1+j] of its span (log-uniform) at a random
+    offset, resampled to T rows by linear interpolation (zeros outside the span, as BSN's rescale), segments moved
+    with it: a temporal crop or zoom-out with shift.
+    """
+
+    seed: int = 0
+    dropout: float = 0.0
+    jitter: float = 0.0
+
+    def __call__(self, features: np.ndarray, segments: np.ndarray, epoch: int, index: int) -> tuple[np.ndarray, ...]:
+        rng = sample_rng(self.seed, epoch, index)
+        if self.jitter > 0:
+            features, segments = self._window(features, segments, rng)
+        if self.dropout > 0:
+            keep = rng.random(features.shape) >= self.dropout
+            features = np.where(keep, features / (1.0 - self.dropout), 0.0).astype(np.float32)
+        return features, segments
+
+    def _window(self, features: np.ndarray, segments: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        T = features.shape[1]
+        length = float(np.exp(rng.uniform(-np.log1p(self.jitter), np.log1p(self.jitter))))
+        start = rng.uniform(min(0.0, 1.0 - length), max(0.0, 1.0 - length))
+        position = (start + (np.arange(T) + 0.5) / T * length) * T - 0.5  # in the original rows
+        low = np.clip(np.floor(position), 0, T - 1).astype(np.int64)
+        high = np.minimum(low + 1, T - 1)
+        weight = np.clip(position - low, 0.0, 1.0)
+        resampled = features[:, low] * (1 - weight) + features[:, high] * weight
+        resampled[:, (position < -0.5) | (position > T - 0.5)] = 0.0
+        moved = np.clip((segments - start) / length, 0.0, 1.0)
+        return resampled.astype(np.float32), moved[moved[:, 1] > moved[:, 0]].astype(np.float32).reshape(-1, 2)
+
+
 class ActivityNetFeatures(Dataset):
     """Items are (features float32 [feat_dim, T], segments float32 [K, 2] as fractions of feature_second, the
     video's record).
 
-    The label maps (TEM scores, IoU map) are computed from the segments, batched, by the task.
+    The label maps (TEM scores, IoU map) are computed from the segments, batched, by the task. With `augment`
+    (training only) items change with the epoch, drawn from (seed, epoch, index).
     """
 
     def __init__(
@@ -323,9 +363,14 @@ class ActivityNetFeatures(Dataset):
         video_info: str = VIDEO_INFO,
         video_anno: str = VIDEO_ANNO,
         feature_dir: str = FEATURE_DIR,
+        snippet_frames: int = 16,
+        augment: FeatureAugment | None = None,
     ) -> None:
         root = Path(root)
         self.videos = select_subset(load_annotations(root, video_info, video_anno), subset)
+        for video in self.videos:
+            video.snippet_frames = snippet_frames
+        self.augment = augment
         if not self.videos:
             raise VisionZooError(f"{root / video_info}: no videos in subset {subset!r}")
         self.temporal_scale, self.feat_dim = temporal_scale, feat_dim
@@ -348,9 +393,42 @@ class ActivityNetFeatures(Dataset):
         return len(self.videos)
 
     def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, torch.Tensor, VideoRecord]:
-        index, _epoch = key  # deterministic items: nothing is drawn at random
-        features = torch.from_numpy(np.array(self.features[index]))
-        return features, torch.from_numpy(self.segments[index].copy()), self.videos[index]
+        index, epoch = key
+        features, segments = np.array(self.features[index]), self.segments[index].copy()
+        if self.augment is not None:
+            features, segments = self.augment(features, segments, epoch, index)
+        return torch.from_numpy(features), torch.from_numpy(segments), self.videos[index]
+
+
+def pool_snippets(
+    snippets: np.ndarray, temporal_scale: int, snippet_frames: int, duration_frame: int, duration_second: float
+) -> np.ndarray:
+    """[L, D] per-snippet features -> [temporal_scale, D] float64, as BSN/BMN's `poolData` made `csv_mean_100`.
+
+    The reference (BSN `data/activitynet_feature_cuhk/data_process.py`) with its 16 frames and 400 columns as
+    parameters: snippet i sits at its centre, (i + 0.5) * st seconds with st = snippet_frames / fps and
+    fps = duration_frame / duration_second; the features cover L * snippet_frames frames. Anchor k spans
+    [k/T, (k+1)/T] of that cover, clipped to the centres (1e-4 inside); its value is the mean of the linear
+    interpolation at 3 evenly spaced points, zeros where the span misses the centres. One snippet is repeated.
+    """
+    snippets = np.asarray(snippets, dtype=np.float64)
+    length = len(snippets)
+    if length == 1:
+        return np.repeat(snippets, temporal_scale, axis=0)
+    corrected_second = float(length * snippet_frames) / duration_frame * duration_second
+    st = snippet_frames / (float(duration_frame) / duration_second)
+    first, last = st / 2, st / 2 + (length - 1) * st
+    anchors = 1.0 / temporal_scale * np.arange(temporal_scale + 1)
+    xmin = np.maximum(first + 0.0001, anchors[:-1] * corrected_second)
+    xmax = np.minimum(last - 0.0001, anchors[1:] * corrected_second)
+    points = xmin[:, None] + (xmax - xmin)[:, None] / 2 * np.arange(3)  # [T, 3] seconds
+    position = np.clip((points - first) / st, 0, length - 1)  # fractional snippet index
+    low = np.minimum(position.astype(np.int64), length - 2)
+    weight = (position - low)[..., None]
+    values = (1 - weight) * snippets[low] + weight * snippets[low + 1]  # [T, 3, D]
+    pooled = values.mean(axis=1)
+    pooled[(xmax < first) | (xmin > last)] = 0.0
+    return pooled
 
 
 @cache
@@ -385,6 +463,15 @@ def format_csv_rows(values: np.ndarray) -> bytes:
     separator[values.shape[1] - 1 :: values.shape[1]] = ord("\n")
     out[point + 4] = separator
     return out.tobytes()
+
+
+def format_feature_csv(values: np.ndarray) -> str:
+    """A feature CSV of any values: header f0..f{D-1}, then one row per time step, 6 significant digits (the
+    3-decimal `format_csv_rows` clips at 1000, too narrow for an arbitrary backbone's features)."""
+    buffer = io.StringIO()
+    header = ",".join(f"f{i}" for i in range(values.shape[1]))
+    np.savetxt(buffer, np.asarray(values, dtype=np.float64), fmt="%.6g", delimiter=",", header=header, comments="")
+    return buffer.getvalue()
 
 
 def write_video_info(path: Path, rows: list[list[object]]) -> None:

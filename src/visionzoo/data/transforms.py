@@ -67,11 +67,12 @@ def random_resized_crop_params(
     return (width - crop_w) // 2, (height - crop_h) // 2, crop_w, crop_h
 
 
-def eval_crop_box(width: int, height: int, img_size: int, crop_pct: float) -> Box:
-    """The source region that Resize(int(img_size / crop_pct)) + CenterCrop(img_size) keeps.
+def eval_resize(width: int, height: int, img_size: int, crop_pct: float) -> tuple[int, int, int, int]:
+    """(resized width, resized height, crop left, crop top) of Resize(int(img_size / crop_pct)) + CenterCrop(img_size).
 
     Same integer arithmetic as torchvision: the shorter side becomes `int(img_size / crop_pct)`, the longer
-    `int(short * long / shorter)`, and the crop offset is `round((resized - img_size) / 2)`.
+    `int(short * long / shorter)`, and the crop offset is `round((resized - img_size) / 2)`. Images resize the
+    crop box in one pass (`eval_crop_box`); video frames are resized whole by FFmpeg, then cropped.
     """
     if not 0 < crop_pct <= 1:
         raise VisionZooError(f"--crop-pct {crop_pct}: must be in (0, 1]")
@@ -80,7 +81,12 @@ def eval_crop_box(width: int, height: int, img_size: int, crop_pct: float) -> Bo
         new_w, new_h = short, int(short * height / width)
     else:
         new_w, new_h = int(short * width / height), short
-    left, top = int(round((new_w - img_size) / 2.0)), int(round((new_h - img_size) / 2.0))
+    return new_w, new_h, int(round((new_w - img_size) / 2.0)), int(round((new_h - img_size) / 2.0))
+
+
+def eval_crop_box(width: int, height: int, img_size: int, crop_pct: float) -> Box:
+    """The source region that Resize(int(img_size / crop_pct)) + CenterCrop(img_size) keeps."""
+    new_w, new_h, left, top = eval_resize(width, height, img_size, crop_pct)
     scale_x, scale_y = width / new_w, height / new_h
     return left * scale_x, top * scale_y, img_size * scale_x, img_size * scale_y
 

@@ -38,8 +38,10 @@ def _host() -> str:
     return socket.gethostname().replace(".", "_")
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{_host()}.{os.getpid()}.tmp")
+def temporary_path(path: Path, pid: int | None = None, host: str | None = None) -> Path:
+    """Where `atomic_write` writes `path` first: named after its writer (machine, process), so that a later
+    command can tell the leftovers of a killed writer from the file of a live one."""
+    return path.with_name(f".{path.name}.{host or _host()}.{pid or os.getpid()}.tmp")
 
 
 def atomic_write(path: Path, write: Callable[[Path], None], before_replace: Callable[[], None] | None = None) -> None:
@@ -49,7 +51,7 @@ def atomic_write(path: Path, write: Callable[[Path], None], before_replace: Call
     A failure on the way (a full disk, a folder turned read-only) leaves `path` as it was and no temporary
     file, and is one VisionZooError naming `path`.
     """
-    tmp = _temporary(path)
+    tmp = temporary_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
@@ -72,25 +74,35 @@ def atomic_write(path: Path, write: Callable[[Path], None], before_replace: Call
             tmp.unlink(missing_ok=True)
 
 
-def remove_stale_temporaries(folder: Path) -> None:
+def is_temporary(name: str) -> bool:
+    """A file name `atomic_write` writes to before renaming."""
+    return _TEMPORARY.match(name) is not None
+
+
+def remove_stale_temporaries(folder: Path, every_writer: bool = False) -> int:
     """Delete the temporary files that writers killed during a write left in `folder`: those of a process of
-    this machine that no longer runs, and those of other machines older than an hour. Best effort: a folder
-    that cannot be changed stays as it is."""
+    this machine that no longer runs, and those of other machines older than an hour (`every_writer`: all of
+    them, for when every writer is known to be done). Best effort: a folder that cannot be changed stays as it
+    is. Returns how many were removed."""
     try:
         entries = [e for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".tmp")]
     except OSError:
-        return
-    now = time.time()
+        return 0
+    now, removed = time.time(), 0
     for entry in entries:
         found = _TEMPORARY.match(entry.name)
-        if found is not None and found["host"] == _host():
+        if every_writer:
+            stale = found is not None
+        elif found is not None and found["host"] == _host():
             stale = not _process_exists(int(found["pid"]))
         else:
             stale = now - entry.stat(follow_symlinks=False).st_mtime > FOREIGN_TEMPORARY_AGE_S
         if stale:
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
+                removed += 1
                 logger.info("removed %s, left by a write that did not finish", entry.path)
+    return removed
 
 
 def _process_exists(pid: int) -> bool:
@@ -140,7 +152,7 @@ def save_state(run_dir: Path, state: dict[str, Any]) -> None:
 def _replace_with_link(path: Path, target: Path) -> None:
     """`path` becomes what `target` is now, atomically: a hard link (a copy where the file system has none)
     under a temporary name, renamed over `path`."""
-    tmp = _temporary(path)
+    tmp = temporary_path(path)
     try:
         tmp.unlink(missing_ok=True)
         try:

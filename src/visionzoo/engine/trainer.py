@@ -191,7 +191,7 @@ def _set_up(recipe: Recipe, options: RunOptions, info: DistInfo) -> tuple[Traini
     trained = compiled(distributed.wrap_ddp(model, info) if info.enabled else model, recipe.compile)
     ema = ModelEMA(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
     evaluated = compiled(ema.module if ema is not None else model, recipe.compile)
-    config |= {
+    config |= task.data_info() | {
         "world_size": info.world_size,
         "global_batch_size": recipe.batch_size * info.world_size,
         "lr_effective": base_lr,

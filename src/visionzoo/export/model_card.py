@@ -173,9 +173,8 @@ def _recipe_for(name: str) -> Recipe:
     )
 
 
-def _apply_run_config(recipe: Recipe, config_file: Path) -> Recipe:
+def _apply_run_config(recipe: Recipe, config: dict[str, Any], config_file: Path) -> Recipe:
     """The recipe as that run trained it: the fields of its config.yaml that the recipe type knows."""
-    config = read_yaml_mapping(config_file, "run config")
     if config.get("model") != recipe.model:
         return recipe  # another model's run: its settings say nothing about this one
     return merge_values(recipe, config, str(config_file), strict=False)
@@ -230,13 +229,17 @@ def resolve_card(name: str, checkpoint: str | Path | None = None, img_size: int 
     run_dir = checkpoint.parent if checkpoint is not None else None
     if run_dir is not None:
         remove_stale_temporaries(run_dir)
+    config: dict[str, Any] = {}
     if run_dir is not None and (run_dir / "config.yaml").is_file():
-        recipe = _apply_run_config(recipe, run_dir / "config.yaml")
+        config = read_yaml_mapping(run_dir / "config.yaml", "run config")
+        recipe = _apply_run_config(recipe, config, run_dir / "config.yaml")
     if img_size is not None:
         if not isinstance(recipe, ClassificationRecipe):
             raise VisionZooError(f"--img-size {img_size}: {recipe.model} takes features, not images")
         recipe = recipe.replace(img_size=img_size)
     card = card_from_recipe(recipe)
+    if card.task == "proposals" and config.get("model") == card.model and isinstance(config.get("features"), dict):
+        card.preprocessing["features"] = config["features"]  # how its training features were made (features.json)
     if checkpoint is not None and card_path(checkpoint).is_file():
         shipped = read_card(card_path(checkpoint))
         if shipped.model != card.model:

@@ -1,7 +1,7 @@
 """Prediction on new inputs with a PyTorch checkpoint or an ONNX file, through one pre- and post-processing path.
 
 Only the runtime differs (`export.runtime`: float32 batch in, numpy outputs out). Images are prepared as
-evaluation prepares them: the recipe's eval crop (`EvalTransform`) for image-folder recipes, a whole-image
+evaluation prepares them: the recipe's eval crop (as `EvalTransform`) for image-folder recipes, a whole-image
 resize to the training size for CIFAR-10 recipes (its loader sees whole 32x32 images), then the same
 `normalize` as training. BMN features are read by the dataset's CSV reader and post-processed by the task's
 candidate scoring and Soft-NMS.
@@ -61,17 +61,30 @@ def load_runtime(
 # ------------------------------------------------------------------------------------------------ images
 
 
+def input_geometry(preprocessing: dict[str, Any], width: int, height: int) -> tuple[int, int, int, int]:
+    """(resized width, resized height, crop left, crop top) of a width x height picture as evaluation prepares it:
+    the eval crop (`eval_resize`), or a whole-picture resize to img_size (CIFAR recipes). Images and video frames
+    (`visionzoo.data.video`) both take their geometry from here."""
+    from visionzoo.data.transforms import eval_resize
+
+    size = int(preprocessing["img_size"])
+    if preprocessing.get("resize") == "whole":
+        return size, size, 0, 0
+    return eval_resize(width, height, size, float(preprocessing["crop_pct"]))
+
+
 def load_image(path: Path, card: ModelCard) -> torch.Tensor:
     """uint8 [3, S, S] as evaluation sees the image: the eval crop, or a whole-image resize (CIFAR recipes)."""
-    from visionzoo.data.transforms import EvalTransform, open_image, resize_crop, to_chw_tensor
+    from visionzoo.data.transforms import open_image, resize_crop, to_chw_tensor
 
     prep = card.preprocessing
     size = int(prep["img_size"])
     try:
         with open_image(path) as image:
-            if prep.get("resize") == "whole":
-                return to_chw_tensor(resize_crop(image, (0, 0, *image.size), (size, size), prep["interpolation"]))
-            return EvalTransform(size, float(prep["crop_pct"]), prep["interpolation"])(image)
+            new_w, new_h, left, top = input_geometry(prep, *image.size)
+            scale_x, scale_y = image.width / new_w, image.height / new_h  # the crop as a box of the source
+            box = (left * scale_x, top * scale_y, size * scale_x, size * scale_y)
+            return to_chw_tensor(resize_crop(image, box, (size, size), prep["interpolation"]))
     except VisionZooError:
         raise
     except Exception as err:  # noqa: BLE001 - any decoder failure names the file

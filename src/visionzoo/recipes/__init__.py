@@ -15,6 +15,7 @@ from visionzoo.recipes.base import (
 
 _MODULES = (
     "bmn_anet",
+    "bmn_own",
     "bmn_thumos14",
     "cspdarknet53_cifar10",
     "ghostnet_imagenet",

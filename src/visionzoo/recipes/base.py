@@ -108,6 +108,8 @@ class ProposalRecipe(Recipe):
     video_info: str = "video_info_new.csv"
     video_anno: str = "anet_anno_action.json"
     feature_dir: str = "csv_mean_100"
+    feature_dropout: float = 0.0  # training items: feature values zeroed with this probability (FeatureAugment)
+    temporal_jitter: float = 0.0  # training items: seen through a random window of 1/(1+j)..(1+j) of the span
     soft_nms_alpha: float = 0.4
     soft_nms_low_threshold: float = 0.5
     soft_nms_high_threshold: float = 0.9

@@ -102,6 +102,8 @@ LIMITS: dict[str, Limit | Callable[[type[Recipe]], Limit]] = {
     "window_ioa": Limit(low=0, open_low=True, high=1),
     "merge_soft_nms_alpha": Limit(low=0, open_low=True),
     "merge_max_proposals": Limit(low=1),
+    "feature_dropout": Limit(low=0, high=1, open_high=True),
+    "temporal_jitter": Limit(low=0),
 }
 
 # The values a text field takes: a list, or a function of the recipe's type (its data formats) giving one.

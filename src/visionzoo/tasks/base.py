@@ -45,6 +45,10 @@ class Task(Protocol):
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         """(train, val). Items are fetched with keys (index, epoch); see `visionzoo.data.sampling`."""
 
+    def data_info(self) -> dict[str, Any]:
+        """What the data says about itself (BMN: how its features were made), recorded in the run's config.yaml
+        after `build_datasets`; empty when nothing."""
+
     def collate(self, samples: list[Any]) -> Batch:
         """Stack samples into a batch (on the CPU, in loader workers)."""
 

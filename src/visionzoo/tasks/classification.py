@@ -139,6 +139,9 @@ class ClassificationTask:
         }
         return EvalResult(metrics)
 
+    def data_info(self) -> dict[str, Any]:
+        return {}
+
     def write_eval_outputs(self, result: EvalResult, directory: Path) -> dict[str, str]:
         return {}
 

@@ -6,7 +6,8 @@ instead of looped:
   filter, score = start[s] * end[e+1] * cls[s, e] * reg[s, e] in float32, as the reference's numpy float32.
 - Soft-NMS in float64 on the scores sorted by score (stable sort; the reference's pandas quicksort leaves
   the order of equal scores unspecified), width-adaptive threshold, stops at 101 kept or 1 left.
-- seconds from (duration_frame // 16 * 16) / duration_frame * duration_second, not the label-side duration.
+- seconds from (duration_frame // 16 * 16) / duration_frame * duration_second, not the label-side duration
+  (16: the snippet length; features of another snippet length use theirs).
 """
 
 from __future__ import annotations
@@ -194,9 +195,10 @@ def merge_soft_nms(proposals: np.ndarray, alpha: float = 0.3, top_k: int = 200) 
     return top_proposals(proposals[kept[0, chosen], :2], kept_scores[0, chosen], top_k)
 
 
-def reference_duration(duration_second: float, duration_frame: int) -> float:
-    """The seconds post-processing multiplies by: the frames a 16-frame snippet grid covers (not feature_frame)."""
-    return float(duration_frame // 16 * 16) / duration_frame * duration_second
+def reference_duration(duration_second: float, duration_frame: int, snippet_frames: int = 16) -> float:
+    """The seconds post-processing multiplies by: the frames a snippet grid covers (not feature_frame). The
+    reference's grid is 16 frames; `visionzoo features` of another snippet length cover frames // s * s."""
+    return float(duration_frame // snippet_frames * snippet_frames) / duration_frame * duration_second
 
 
 def to_seconds(proposals: np.ndarray, duration: float) -> list[dict[str, Any]]:

@@ -15,8 +15,9 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from visionzoo.data.activitynet import ActivityNetFeatures, VideoRecord
+from visionzoo.data.activitynet import ActivityNetFeatures, FeatureAugment, VideoRecord
 from visionzoo.data.builtin import resolve_data
+from visionzoo.data.feature_folder import read_features_json
 from visionzoo.errors import VisionZooError
 from visionzoo.models import create_model
 from visionzoo.recipes.base import ProposalRecipe
@@ -45,6 +46,24 @@ def pad_segments(segments: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tens
     return padded, valid
 
 
+def checked_features(root: Path, recipe: ProposalRecipe) -> dict[str, Any] | None:
+    """The data folder's features.json (None without one), checked against the recipe's shape."""
+    features = read_features_json(root)
+    if features is None:
+        return None
+    for field, flag in (
+        ("feat_dim", "--feat-dim"),
+        ("temporal_scale", "--temporal-scale"),
+        ("feature_dir", "--feature-dir"),
+    ):
+        if field in features and features[field] != getattr(recipe, field):
+            raise VisionZooError(
+                f"{flag} {getattr(recipe, field)}: the features in {root} have {field} {features[field]} "
+                f"({features['backbone']} {features['layer']}, features.json); train with {flag} {features[field]}"
+            )
+    return features
+
+
 class ProposalTask:
     """Batches are (features [B, D, T], gt_iou_map, gt_start, gt_end, the videos' records)."""
 
@@ -56,6 +75,7 @@ class ProposalTask:
         self.detection = DetectionSettings.of(recipe)
         self._eval: dict[str, Any] = {}
         self._generator: torch.Generator | None = None
+        self.features: dict[str, Any] | None = None  # the data folder's features.json, once datasets are built
 
     def build_model(self) -> nn.Module:
         r = self.recipe
@@ -73,11 +93,28 @@ class ProposalTask:
         if r.data_format != "activitynet":
             raise VisionZooError(f"--data-format {r.data_format}: the proposals task reads activitynet")
         root = resolve_data(r.data, r.data_format, temporal_scale=r.temporal_scale, feat_dim=r.feat_dim)
+        self.features = checked_features(root, r)
+        snippet_frames = self.features["snippet_frames"] if self.features else 16
+        augment = FeatureAugment(r.seed, r.feature_dropout, r.temporal_jitter)
         train, val = (
-            ActivityNetFeatures(root, subset, r.temporal_scale, r.feat_dim, r.video_info, r.video_anno, r.feature_dir)
+            ActivityNetFeatures(
+                root,
+                subset,
+                r.temporal_scale,
+                r.feat_dim,
+                r.video_info,
+                r.video_anno,
+                r.feature_dir,
+                snippet_frames,
+                augment if subset == "train" else None,
+            )  # fmt: skip
             for subset in ("train", "validation")
         )
         return train, val
+
+    def data_info(self) -> dict[str, Any]:
+        """How the features were made (features.json), for the run's config.yaml and the model card."""
+        return {"features": self.features} if self.features else {}
 
     def collate(self, samples: list[Any]) -> Batch:
         features = torch.stack([s[0] for s in samples])
@@ -113,7 +150,7 @@ class ProposalTask:
     def eval_step(self, model: nn.Module, batch: Batch) -> None:
         conf_map, start, end = self.eval_outputs(model, batch)
         videos = batch[-1]
-        durations = [reference_duration(v.duration_second, v.duration_frame) for v in videos]
+        durations = [reference_duration(v.duration_second, v.duration_frame, v.snippet_frames) for v in videos]
         proposals = post_process(
             score_candidates(start, end, conf_map), durations, self.recipe.temporal_scale, self.settings
         )

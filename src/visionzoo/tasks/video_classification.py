@@ -182,6 +182,9 @@ class VideoClassificationTask:
         }
         return EvalResult(metrics, {"classes": results})
 
+    def data_info(self) -> dict[str, Any]:
+        return {}
+
     def write_eval_outputs(self, result: EvalResult, directory: Path) -> dict[str, str]:
         """The classes of the evaluated videos (ActivityNet classification JSON), best first."""
         path = write_results(Path(directory) / "classification.json", result.outputs["classes"])

@@ -41,11 +41,18 @@ def _thumos_demo(make: bool, feat_dim: int = 2048, **_: object) -> Path:
     return thumos_demo_dir(feat_dim=feat_dim, make=make)
 
 
+def _video_demo(make: bool, temporal_scale: int = 100, feat_dim: int = 2048, **_: object) -> Path:
+    from visionzoo.data.builtin.video_demo import video_demo_dir
+
+    return video_demo_dir(temporal_scale=temporal_scale, feat_dim=feat_dim, make=make)
+
+
 BUILTIN = {
     "digits": Builtin("cifar10", _digits, "scikit-learn's 1,797 handwritten digits in the CIFAR-10 format"),
     "imagefolder-demo": Builtin("imagefolder", _imagefolder_demo, "generated JPEGs, 10 classes, ImageNet layout"),
     "demo": Builtin("activitynet", _anet_demo, "synthetic ActivityNet-layout BMN features, 600 videos"),
     "thumos-demo": Builtin("thumos14", _thumos_demo, "synthetic THUMOS14-layout snippet features, 60 long videos"),
+    "video-demo": Builtin("activitynet", _video_demo, "resnet50 features of 40 synthetic videos (make-video-demo)"),
 }
 
 

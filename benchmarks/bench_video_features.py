@@ -1,0 +1,98 @@
+"""Speed of `visionzoo features`: video frames decoded and snippets featurised per second, and decode's share.
+
+Usage: python benchmarks/bench_video_features.py [--quick]
+
+A generated 1280x720 H.264 video (30 fps, photo-like detail panning) is read with 16-frame snippets: every frame
+is decoded, one per snippet is scaled by FFmpeg to the eval crop and goes through the backbone (batch 32). Rows:
+decode only (SnippetDecoder), backbone only (on those frames), and the whole `extract_features` (decode +
+backbone + rescale + CSV), for resnet50 and ghostnet_100 at 224 px, in fp32 and in what --amp auto picks.
+--quick checks the script on a tiny video without writing the section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/...` from anywhere
+from benchmarks.bench_decode import photo_like  # noqa: E402
+from benchmarks.report import markdown_table, write_section  # noqa: E402
+
+SNIPPET = 16
+
+
+def make_video(path: Path, width: int, height: int, seconds: float) -> Path:
+    """Photo-like frames panning across a larger picture, so every frame differs (as in a real video)."""
+    from visionzoo.data.video import encoder_available, write_video
+
+    picture = np.asarray(photo_like(width * 2, height, np.random.default_rng(0)))
+    frames = int(seconds * 30)
+    pan = (np.arange(frames) * (width / frames)).astype(int)
+    codec = "libx264" if encoder_available("libx264") else "mpeg4"
+    return write_video(path, (picture[:, x : x + width] for x in pan), 30.0, codec)
+
+
+def measure(video: Path, backbone: str, amp: str, out: Path) -> dict[str, object]:
+    from visionzoo.data.feature_folder import FeatureFolder
+    from visionzoo.data.video import SnippetDecoder
+    from visionzoo.export.predict import input_geometry
+    from visionzoo.export.snippet_features import SnippetFeaturizer, extract_features
+
+    featurizer = SnippetFeaturizer(backbone, None, 224, amp=amp)
+    prep = featurizer.preprocessing
+    begin = time.perf_counter()
+    decoder = SnippetDecoder(video, SNIPPET, lambda w, h: input_geometry(prep, w, h), 224, prep["interpolation"])
+    frames = np.stack(list(decoder))
+    decode_s = time.perf_counter() - begin
+    featurizer(frames[:2])  # warm-up
+    begin = time.perf_counter()
+    for i in range(0, len(frames), 32):
+        featurizer(frames[i : i + 32])
+    backbone_s = time.perf_counter() - begin
+    folder = FeatureFolder(out / f"{backbone}-{amp}", featurizer.spec(SNIPPET, 100))
+    begin = time.perf_counter()
+    extract_features([(video.stem, video)], folder, featurizer, batch_size=32)
+    total_s = time.perf_counter() - begin
+    decoded = decoder.meta.frames
+    return {
+        "backbone": backbone,
+        "amp": featurizer.precision.resolved,
+        "decode: frames/s": f"{decoded / decode_s:.0f}",
+        "backbone: snippets/s": f"{len(frames) / backbone_s:.1f}",
+        "features: frames/s (video s/s)": f"{decoded / total_s:.0f} ({decoded / 30 / total_s:.1f})",
+        "decode share": f"{decode_s / (decode_s + backbone_s):.0%}",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny run that checks the script, not a measurement")
+    args = parser.parse_args()
+    from visionzoo.engine.hardware import machine
+
+    width, height, seconds = (160, 96, 2.0) if args.quick else (1280, 720, 20.0)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        video = make_video(Path(tmp) / "clip.mp4", width, height, seconds)
+        for backbone in ("resnet50", "ghostnet_100"):
+            for amp in ("off", "auto"):
+                rows.append(measure(video, backbone, amp, Path(tmp)))
+                print(rows[-1], flush=True)
+    body = (
+        f"{machine().describe()}; torch threads {torch.get_num_threads()}, FFmpeg decoder threads auto. One "
+        f"{width}x{height} H.264 video, 30 fps, {seconds:g} s; 16-frame snippets (one frame in 16 goes through the "
+        f"backbone at 224 px), batch 32.\n\n{markdown_table(rows)}"
+    )
+    if not args.quick:
+        write_section("bench_video_features", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""`visionzoo features VIDEO_OR_DIR... --backbone MODEL --output DIR`: raw videos -> BMN features (csv_mean_<T>).
+
+See `visionzoo.export.snippet_features` for what a feature is and what the folder holds; docs/bmn.md for why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from visionzoo.engine.precision import AMP_CHOICES
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("features", help="per-snippet features of raw videos from any backbone, for BMN")
+    p.add_argument("inputs", nargs="*", type=Path, metavar="VIDEO_OR_DIR", help="video files, or folders of them")
+    p.add_argument("--output", type=Path, required=True, help="feature folder (the layout train bmn_* reads)")
+    add_extraction_arguments(p)
+    p.add_argument("--batch-size", type=int, default=32, help="frames per backbone forward")
+    p.add_argument("--workers", type=int, default=0, help="decoding processes (0: decode in this process)")
+    p.add_argument("--decode-threads", type=int, default=0, help="FFmpeg threads per decoder (0: FFmpeg picks)")
+    p.add_argument("--keep-snippets", action="store_true", help="also write snippets/<video>.npy, float32 [L, D]")
+    p.add_argument("--strict", action="store_true", help="stop at the first unreadable video instead of skipping it")
+    p.add_argument("--shard", metavar="K/N", help="extract shard K of N (default: torchrun's rank and world size)")
+    p.add_argument("--merge", action="store_true", help="only assemble video_info_new.csv from finished videos")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.set_defaults(run=run)
+
+
+def add_extraction_arguments(p: argparse.ArgumentParser, defaults_from_checkpoint: bool = False) -> None:
+    """The options that decide what a feature is (shared with `predict` on videos, where the checkpoint's
+    features.json gives the defaults)."""
+    unset = "default: the checkpoint's features, else " if defaults_from_checkpoint else "default "
+    p.add_argument("--backbone", help="a zoo classifier (visionzoo models): its pooled pre-logit features per snippet")
+    p.add_argument("--pretrained", type=Path, help="the backbone's weights (default: random, drawn with --init-seed)")
+    p.add_argument("--layer", choices=("pre_logits", "logits"), help=f"({unset}pre_logits)")
+    p.add_argument("--img-size", type=int, help=f"({unset}the backbone's)")
+    p.add_argument("--snippet-frames", type=int, help=f"frames per snippet at the video's rate ({unset}16)")
+    scale = "default: the checkpoint's T" if defaults_from_checkpoint else "default 100"
+    p.add_argument("--temporal-scale", type=int, help=f"T, rows per video after the rescale ({scale})")
+    p.add_argument("--init-seed", type=int, help=f"seed of random backbone weights, without --pretrained ({unset}0)")
+    if not defaults_from_checkpoint:  # predict has its own --amp, for the backbone and the BMN alike
+        p.add_argument("--amp", choices=AMP_CHOICES, default="auto", help="the backbone's precision (default auto)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from visionzoo.data.feature_folder import FeatureFolder
+    from visionzoo.engine.distributed import resolve_device
+    from visionzoo.errors import VisionZooError
+    from visionzoo.export import snippet_features as sf
+
+    if args.merge:
+        return _merge(args.output)
+    if not args.inputs or args.backbone is None:
+        raise VisionZooError("features: give video files or folders and --backbone MODEL (or --merge to assemble)")
+    for name in ("snippet_frames", "temporal_scale", "batch_size", "img_size"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise VisionZooError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be >= 1")
+    shard = sf.parse_shard(args.shard)
+    videos = sf.list_videos(args.inputs)
+    device = resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
+    featurizer = sf.SnippetFeaturizer(
+        args.backbone, args.pretrained, args.img_size, args.layer or "pre_logits", args.amp, device, args.init_seed or 0
+    )
+    if args.pretrained is None:
+        logger.warning("no --pretrained: %s has random weights (seed %d)", args.backbone, args.init_seed or 0)
+    spec = featurizer.spec(args.snippet_frames or 16, args.temporal_scale or 100)
+    folder = FeatureFolder(args.output, spec)
+    report = sf.extract_features(
+        videos, folder, featurizer, args.batch_size, args.workers, args.keep_snippets, args.strict, shard,
+        args.decode_threads,
+    )  # fmt: skip
+    where = f" (shard {shard[0]}/{shard[1]}: {report.other_shards} videos are other shards')" if shard[1] > 1 else ""
+    print(
+        f"{len(videos) - report.other_shards} videos{where}: {len(report.extracted)} extracted, "
+        f"{len(report.already_done)} already done, {len(report.failed)} skipped (unreadable)"
+        + (f": {', '.join(report.failed)}" if report.failed else "")
+    )
+    print(f"{spec.feat_dim}-d {spec.backbone} features, T={spec.temporal_scale} -> {folder.root}")
+    T = spec.temporal_scale
+    scale = "" if T == 100 else f" --temporal-scale {T} --feature-dir {folder.csv_dir.name}"
+    logger.info(
+        "next: visionzoo data anet-annotations ANNOTATIONS.csv --features %s, then visionzoo train bmn_own --data %s "
+        "--feat-dim %d%s", folder.root, folder.root, spec.feat_dim, scale,
+    )  # fmt: skip
+    return 0
+
+
+def _merge(output: Path) -> int:
+    from visionzoo.data import feature_folder as ff
+    from visionzoo.errors import VisionZooError
+
+    found = ff.read_features_json(output)
+    if found is None:
+        raise VisionZooError(f"--merge {output}: no {ff.FEATURES_JSON} there (not a feature folder)")
+    folder = ff.FeatureFolder(output, ff.FeatureSpec.from_dict(found))
+    removed = folder.remove_leftovers(all_owners=True)
+    if removed:
+        logger.info("removed %d temporary files of interrupted runs", removed)
+    print(folder.merge())
+    return 0

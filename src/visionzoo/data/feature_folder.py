@@ -1,0 +1,194 @@
+"""A folder of per-snippet video features in the BSN/BMN layout: what `visionzoo features` writes, `train` reads.
+
+  features.json              how the features were made (`FeatureSpec`); `train` records it, `predict` checks it
+  csv_mean_<T>/<video>.csv   header f0..f{D-1}, T rows (BSN's `poolData` rescale of the snippets)
+  snippets/<video>.npy       optional: float32 [L, D], row i = snippet i, frames [i*s, (i+1)*s) at the video's rate
+  videos/<video>.json        the video's record, written last: a video is finished once it exists
+  video_info_new.csv         assembled from the records: video,numFrame,seconds,fps,rfps,subset,featureFrame
+Each file is written under a temporary name and renamed, so a killed run leaves whole files only (and temporary
+files tagged with host and pid, which the next run removes); several processes (shards) can fill one folder at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visionzoo.data.activitynet import VIDEO_INFO, exclusive_lock, format_feature_csv, pool_snippets, write_video_info
+from visionzoo.data.video import VideoMeta
+from visionzoo.engine.checkpoint import atomic_write, is_temporary, remove_stale_temporaries
+from visionzoo.errors import VisionZooError
+
+FEATURES_FORMAT = "visionzoo-features-v1"
+FEATURES_JSON = "features.json"
+RECORDS_DIR, SNIPPETS_DIR = "videos", "snippets"
+UNLABELLED_SUBSET = "testing"  # ActivityNet's name for videos without public annotations
+# What makes two feature sets interchangeable: a BMN trained on one kind is refused the others.
+KIND_KEYS = ("backbone", "weights_sha256", "init_seed", "layer", "img_size", "snippet_frames", "temporal_scale",
+             "feat_dim")  # fmt: skip
+
+
+def feature_dir_name(temporal_scale: int) -> str:
+    return f"csv_mean_{temporal_scale}"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """features.json: how a folder's features were made."""
+
+    backbone: str
+    weights: str | None  # the --pretrained file as given; None: random weights drawn with init_seed
+    weights_sha256: str | None
+    init_seed: int | None
+    layer: str
+    img_size: int
+    snippet_frames: int
+    temporal_scale: int
+    feat_dim: int
+    preprocessing: dict[str, Any]
+    amp: str = "off"  # the precision the backbone ran in (bf16 features differ from fp32 ones in the 3rd digit)
+    frame: str = "centre frame of each snippet"
+    rescale: str = "BSN/BMN poolData: snippet centres, linear interpolation, 3 points per anchor, mean"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FEATURES_FORMAT} | asdict(self) | {"feature_dir": feature_dir_name(self.temporal_scale)}
+
+    @classmethod
+    def from_dict(cls, found: dict[str, Any]) -> FeatureSpec:
+        return cls(**{key: found[key] for key in cls.__dataclass_fields__ if key in found})
+
+
+def read_features_json(directory: Path) -> dict[str, Any] | None:
+    """The folder's features.json, checked; None when there is none (features made elsewhere)."""
+    path = Path(directory) / FEATURES_JSON
+    if not path.is_file():
+        return None
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise VisionZooError(f"{path}: unreadable ({err})") from None
+    if not isinstance(spec, dict) or spec.get("format") != FEATURES_FORMAT:
+        raise VisionZooError(f"{path}: not a visionzoo features description (format {FEATURES_FORMAT})")
+    missing = [key for key in KIND_KEYS if key not in spec]
+    if missing:
+        raise VisionZooError(f"{path}: lacks {', '.join(missing)}")
+    return spec
+
+
+def _weights(spec: dict[str, Any]) -> str:
+    if spec.get("weights_sha256") is None:
+        return f"random weights (seed {spec.get('init_seed')})"
+    return f"{Path(str(spec.get('weights'))).name} (sha256 {spec['weights_sha256'][:12]})"
+
+
+def kind_differences(found: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """'setting found vs wanted' for each setting in which two feature descriptions differ (weights: by hash)."""
+    differences = [
+        f"{key} {found.get(key)} vs {wanted.get(key)}"
+        for key in KIND_KEYS
+        if key not in ("weights_sha256", "init_seed") and found.get(key) != wanted.get(key)
+    ]
+    same_file = found.get("weights_sha256") == wanted.get("weights_sha256")
+    same_seed = found.get("weights_sha256") is not None or found.get("init_seed") == wanted.get("init_seed")
+    if not (same_file and same_seed):
+        differences.append(f"weights {_weights(found)} vs {_weights(wanted)}")
+    return differences
+
+
+class FeatureFolder:
+    """An output folder of one kind of features: its files, what is finished, the assembled video_info_new.csv."""
+
+    def __init__(self, root: Path, spec: FeatureSpec) -> None:
+        self.root, self.spec = Path(root), spec
+        self.csv_dir = self.root / feature_dir_name(spec.temporal_scale)
+        self.records, self.snippets = self.root / RECORDS_DIR, self.root / SNIPPETS_DIR
+
+    def claim(self) -> None:
+        """Write features.json, or check that the folder already holds this kind of features."""
+        found = read_features_json(self.root)
+        if found is not None:
+            differences = kind_differences(found, self.spec.to_dict())
+            if differences:
+                raise VisionZooError(
+                    f"{self.root}: holds features of another kind ({'; '.join(differences)}); choose another --output"
+                )
+            return
+        # a folder with other files than the temporary ones of a run killed before it wrote features.json
+        others = self.root.is_dir() and any(p.is_file() and not is_temporary(p.name) for p in self.root.rglob("*"))
+        if self.root.exists() and (not self.root.is_dir() or others):
+            raise VisionZooError(
+                f"--output {self.root}: exists and is not a feature folder (no {FEATURES_JSON}); choose another one"
+            )
+        text = json.dumps(self.spec.to_dict(), indent=2)
+        atomic_write(self.root / FEATURES_JSON, lambda tmp: tmp.write_text(text))
+
+    def record(self, name: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.records / f"{name}.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def finished(self, name: str, need_snippets: bool) -> bool:
+        record = self.record(name)
+        return record is not None and (bool(record.get("snippets_file")) or not need_snippets)
+
+    def write(self, name: str, source: Path, snippets: np.ndarray, meta: VideoMeta, keep_snippets: bool) -> None:
+        """The video's CSV (and snippets), then its record: each atomically, the record last."""
+        s, T = self.spec.snippet_frames, self.spec.temporal_scale
+        pooled = pool_snippets(snippets, T, s, meta.frames, meta.seconds)
+        text = format_feature_csv(pooled)
+        atomic_write(self.csv_dir / f"{name}.csv", lambda tmp: tmp.write_text(text))
+        if keep_snippets:
+            array = np.ascontiguousarray(snippets, dtype=np.float32)
+
+            def save(tmp: Path) -> None:
+                with open(tmp, "wb") as handle:  # np.save on a path would append ".npy" to the temporary name
+                    np.save(handle, array)
+
+            atomic_write(self.snippets / f"{name}.npy", save)
+        record = {
+            "video": name,
+            "source": str(source),
+            "numFrame": meta.frames,
+            "seconds": meta.seconds,
+            "fps": meta.fps,
+            "featureFrame": meta.snippets * s,
+            "snippets": meta.snippets,
+            "width": meta.width,
+            "height": meta.height,
+            "rotation": meta.rotation,
+            "snippets_file": keep_snippets,
+        }
+        atomic_write(self.records / f"{name}.json", lambda tmp: tmp.write_text(json.dumps(record)))
+
+    def remove_leftovers(self, all_owners: bool = False) -> int:
+        """Delete temporary files of killed runs: this machine's dead processes, or every owner's (`--merge`)."""
+        folders = (self.root, self.csv_dir, self.snippets, self.records)
+        return sum(remove_stale_temporaries(folder, every_writer=all_owners) for folder in folders)
+
+    def merge(self) -> Path:
+        """video_info_new.csv from every record in the folder (all shards'); subsets already assigned are kept."""
+        with exclusive_lock(self.root / FEATURES_JSON):  # shards finishing together: the last one sees all
+            subsets = read_subsets(self.root / VIDEO_INFO)
+            rows = []
+            for path in sorted(self.records.glob("*.json")) if self.records.is_dir() else ():
+                record = self.record(path.stem)
+                if record is not None:
+                    frames, seconds, fps = record["numFrame"], record["seconds"], record["fps"]
+                    subset = subsets.get(path.stem, UNLABELLED_SUBSET)
+                    rows.append([path.stem, frames, seconds, fps, frames / seconds, subset, record["featureFrame"]])
+            atomic_write(self.root / VIDEO_INFO, lambda tmp: write_video_info(tmp, rows))
+        return self.root / VIDEO_INFO
+
+
+def read_subsets(path: Path) -> dict[str, str]:
+    """{video: subset} of an existing video_info_new.csv (empty when there is none)."""
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as handle:
+        return {row["video"]: row["subset"] for row in csv.DictReader(handle) if row.get("video")}
