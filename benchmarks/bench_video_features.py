@@ -40,11 +40,12 @@ def make_video(path: Path, width: int, height: int, seconds: float) -> Path:
 
 def measure(video: Path, backbone: str, amp: str, out: Path) -> dict[str, object]:
     from visionzoo.data.feature_folder import FeatureFolder
+    from visionzoo.data.snippet_features import extract_features
+    from visionzoo.data.transforms import input_geometry
     from visionzoo.data.video import SnippetDecoder
-    from visionzoo.export.predict import input_geometry
-    from visionzoo.export.snippet_features import SnippetFeaturizer, extract_features
+    from visionzoo.export.snippet_features import load_featurizer
 
-    featurizer = SnippetFeaturizer(backbone, None, 224, amp=amp)
+    featurizer = load_featurizer(backbone, None, 224, amp=amp)
     prep = featurizer.preprocessing
     begin = time.perf_counter()
     decoder = SnippetDecoder(video, SNIPPET, lambda w, h: input_geometry(prep, w, h), 224, prep["interpolation"])

@@ -63,14 +63,15 @@ def make_data(work: Path, videos: int, held_out: int, seconds: tuple[float, floa
     from visionzoo.data.builtin.video_demo import make_video_demo
     from visionzoo.data.feature_folder import FeatureFolder
     from visionzoo.data.own_annotations import convert_annotations
-    from visionzoo.export.snippet_features import SnippetFeaturizer, extract_features, list_videos
+    from visionzoo.data.snippet_features import extract_features, list_videos
+    from visionzoo.export.snippet_features import load_featurizer
 
     demo = work / "videos"
     if not (demo / "annotations.csv").is_file():
         make_video_demo(demo, videos=videos, seed=0, seconds=seconds)
     features = work / "features"
     if not (features / "anet_anno_action.json").is_file():
-        featurizer = SnippetFeaturizer(EXTRACT["backbone"], None, EXTRACT["img_size"], amp="off")
+        featurizer = load_featurizer(EXTRACT["backbone"], None, EXTRACT["img_size"], amp="off")
         folder = FeatureFolder(features, featurizer.spec(EXTRACT["snippet_frames"], T))
         extract_features(list_videos([demo / "videos"]), folder, featurizer, strict=True)
         convert_annotations(demo / "annotations.csv", features, val_fraction=held_out / videos, seed=0)

@@ -27,9 +27,9 @@ from visionzoo.models import create_model
 pytest.importorskip("av")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+from visionzoo.data.transforms import input_geometry  # noqa: E402
 from visionzoo.data.video import SnippetDecoder  # noqa: E402
-from visionzoo.export.predict import input_geometry  # noqa: E402
-from visionzoo.export.snippet_features import SnippetFeaturizer  # noqa: E402
+from visionzoo.export.snippet_features import load_featurizer  # noqa: E402
 
 T, S, IMG = 8, 8, 32
 OPTIONS = ["--backbone", "tiny_test_net", "--img-size", str(IMG), "--snippet-frames", str(S),
@@ -74,7 +74,7 @@ def test_features_layout_is_the_contract(tmp_path: Path, videos: Path) -> None:
     rows = info_rows(out)
     with open(out / "video_info_new.csv", newline="") as handle:
         assert next(csv.reader(handle)) == ["video", "numFrame", "seconds", "fps", "rfps", "subset", "featureFrame"]
-    featurizer = SnippetFeaturizer("tiny_test_net", None, IMG, amp="off")
+    featurizer = load_featurizer("tiny_test_net", None, IMG, amp="off")
     prep = featurizer.preprocessing
     for file, frames in LENGTHS.items():
         name = Path(file).stem

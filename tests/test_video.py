@@ -15,9 +15,8 @@ from PIL import Image
 from video_files import frame_index, index_frame, indexed_video, zero_frame_video
 
 from visionzoo.data.activitynet import pool_snippets
-from visionzoo.data.transforms import EvalTransform
+from visionzoo.data.transforms import EvalTransform, input_geometry
 from visionzoo.errors import VisionZooError
-from visionzoo.export.predict import input_geometry
 
 av = pytest.importorskip("av")
 scipy_interpolate = pytest.importorskip("scipy.interpolate")

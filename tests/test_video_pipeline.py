@@ -86,7 +86,7 @@ def test_own_videos_end_to_end_beat_sliding_windows(trained: dict, capsys: pytes
 def test_predict_reuses_cached_features_and_onnx_agrees(trained: dict, monkeypatch: pytest.MonkeyPatch,
                                                         tmp_path: Path) -> None:  # fmt: skip
     pytest.importorskip("onnxruntime")
-    from visionzoo.export import snippet_features
+    from visionzoo.data import snippet_features
 
     checkpoint, onnx_file = trained["run"] / "best.safetensors", tmp_path / "bmn.onnx"
     videos = [trained["demo"] / "videos" / f"{name}.mp4" for name in trained["held_out"][:3]]

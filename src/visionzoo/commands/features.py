@@ -48,10 +48,11 @@ def add_extraction_arguments(p: argparse.ArgumentParser, defaults_from_checkpoin
 
 
 def run(args: argparse.Namespace) -> int:
+    from visionzoo.data import snippet_features as sf
     from visionzoo.data.feature_folder import FeatureFolder
     from visionzoo.engine.distributed import resolve_device
     from visionzoo.errors import VisionZooError
-    from visionzoo.export import snippet_features as sf
+    from visionzoo.export.snippet_features import load_featurizer
 
     if args.merge:
         return _merge(args.output)
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     shard = sf.parse_shard(args.shard)
     videos = sf.list_videos(args.inputs)
     device = resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
-    featurizer = sf.SnippetFeaturizer(
+    featurizer = load_featurizer(
         args.backbone, args.pretrained, args.img_size, args.layer or "pre_logits", args.amp, device, args.init_seed or 0
     )
     if args.pretrained is None:

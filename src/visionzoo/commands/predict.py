@@ -41,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from visionzoo.data.files import expand_inputs
     from visionzoo.export import predict, video_predict
 
     card, runtime = predict.load_runtime(
@@ -50,19 +51,19 @@ def run(args: argparse.Namespace) -> int:
         return video_predict.run(args, card, runtime)
     inputs = args.inputs
     if card.task == "windowed_proposals":  # long videos: snippet features of any length, the recipe's windows
-        files = predict.expand_inputs(inputs, lambda name: name.lower().endswith((".npy", ".csv")), "feature files")
+        files = expand_inputs(inputs, lambda name: name.lower().endswith((".npy", ".csv")), "feature files")
         results = predict.predict_long_videos(card, runtime, files, args.video_info, args.batch_size)
         unit = None if args.video_info else "no --video-info (each video's fps): positions are in snippets"
         return _show_proposals(results, args.output, unit)
     if card.task == "proposals":
-        files = predict.expand_inputs(inputs, lambda name: name.lower().endswith(".csv"), "feature CSV files")
+        files = expand_inputs(inputs, lambda name: name.lower().endswith(".csv"), "feature CSV files")
         durations, in_seconds = predict.video_durations(files, args.duration_second, args.video_info)
         results = predict.predict_proposals(card, runtime, files, durations, args.batch_size)
         unit = "no --duration-second or --video-info: segments are fractions of the feature span (0..1)"
         return _show_proposals(results, args.output, None if in_seconds else unit)
     from visionzoo.data.imagefolder import is_image_file
 
-    files = predict.expand_inputs(inputs, is_image_file, "image files")
+    files = expand_inputs(inputs, is_image_file, "image files")
     predictions = predict.predict_images(card, runtime, files, args.topk, args.batch_size)
     for p in predictions:
         print(p.file + ": " + ", ".join(f"{e['name']} {e['probability']:.3f}" for e in p.topk))

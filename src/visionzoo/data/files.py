@@ -74,3 +74,19 @@ def walk_files(folder: str | Path, accept: Callable[[str], bool], seen: set[Dire
                     below.append((entry.path, os.path.join(rel, entry.name)))
         stack += reversed(below)
     return found
+
+
+def expand_inputs(inputs: list[Path], accept: Callable[[str], bool], what: str) -> list[Path]:
+    """Files as given, folders expanded (recursively, sorted) to the regular files `accept` admits."""
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(item / name for name in walk_files(item, accept))
+            if not found:
+                raise VisionZooError(f"{item}: no {what} in this folder")
+            files += found
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise VisionZooError(f"{item}: no such file or folder")
+    return files

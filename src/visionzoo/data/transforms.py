@@ -13,6 +13,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -235,3 +236,13 @@ class TrainTransform:
         if self.jitter > 0:
             out = color_jitter(out, self.jitter, rng)
         return to_chw_tensor(out, hflip=flip)
+
+
+def input_geometry(preprocessing: dict[str, Any], width: int, height: int) -> tuple[int, int, int, int]:
+    """(resized width, resized height, crop left, crop top) of a width x height picture as evaluation prepares it:
+    the eval crop (`eval_resize`), or a whole-picture resize to img_size (CIFAR recipes). Images and video frames
+    (`visionzoo.data.video`) both take their geometry from here."""
+    size = int(preprocessing["img_size"])
+    if preprocessing.get("resize") == "whole":
+        return size, size, 0, 0
+    return eval_resize(width, height, size, float(preprocessing["crop_pct"]))

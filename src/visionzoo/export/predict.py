@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from visionzoo.data.files import require_regular_file, walk_files
-from visionzoo.data.transforms import normalize
+from visionzoo.data.files import require_regular_file
+from visionzoo.data.transforms import input_geometry, normalize
 from visionzoo.engine.precision import compute_dtype, resolve_amp
 from visionzoo.errors import VisionZooError
 from visionzoo.export.model_card import ModelCard
@@ -61,18 +60,6 @@ def load_runtime(
 # ------------------------------------------------------------------------------------------------ images
 
 
-def input_geometry(preprocessing: dict[str, Any], width: int, height: int) -> tuple[int, int, int, int]:
-    """(resized width, resized height, crop left, crop top) of a width x height picture as evaluation prepares it:
-    the eval crop (`eval_resize`), or a whole-picture resize to img_size (CIFAR recipes). Images and video frames
-    (`visionzoo.data.video`) both take their geometry from here."""
-    from visionzoo.data.transforms import eval_resize
-
-    size = int(preprocessing["img_size"])
-    if preprocessing.get("resize") == "whole":
-        return size, size, 0, 0
-    return eval_resize(width, height, size, float(preprocessing["crop_pct"]))
-
-
 def load_image(path: Path, card: ModelCard) -> torch.Tensor:
     """uint8 [3, S, S] as evaluation sees the image: the eval crop, or a whole-image resize (CIFAR recipes)."""
     from visionzoo.data.transforms import open_image, resize_crop, to_chw_tensor
@@ -89,22 +76,6 @@ def load_image(path: Path, card: ModelCard) -> torch.Tensor:
         raise
     except Exception as err:  # noqa: BLE001 - any decoder failure names the file
         raise VisionZooError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
-
-
-def expand_inputs(inputs: list[Path], accept: Callable[[str], bool], what: str) -> list[Path]:
-    """Files as given, folders expanded (recursively, sorted) to the regular files `accept` admits."""
-    files: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            found = sorted(item / name for name in walk_files(item, accept))
-            if not found:
-                raise VisionZooError(f"{item}: no {what} in this folder")
-            files += found
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise VisionZooError(f"{item}: no such file or folder")
-    return files
 
 
 @dataclass

@@ -79,11 +79,12 @@ def video_features(args: argparse.Namespace, card: ModelCard, videos: list[tuple
     """The feature folder (in the cache) holding every readable video's features, extracted where missing."""
     from visionzoo.data.cache import cache_dir
     from visionzoo.data.feature_folder import FeatureFolder, kind_differences
+    from visionzoo.data.snippet_features import extract_features
     from visionzoo.engine.distributed import resolve_device
-    from visionzoo.export.snippet_features import SnippetFeaturizer, extract_features
+    from visionzoo.export.snippet_features import load_featurizer
 
     s = _settings(args, card)
-    featurizer = SnippetFeaturizer(
+    featurizer = load_featurizer(
         s["backbone"], args.pretrained, s["img_size"], s["layer"], s["amp"], resolve_device(args.device), s["init_seed"]
     )
     spec = featurizer.spec(s["snippet_frames"], s["temporal_scale"])
@@ -106,8 +107,8 @@ def video_features(args: argparse.Namespace, card: ModelCard, videos: list[tuple
 
 def predict_videos(args: argparse.Namespace, card: ModelCard, runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
     """Proposals (seconds) of every readable video, written with an SRT and a timeline PNG per video."""
+    from visionzoo.data.snippet_features import list_videos
     from visionzoo.export.predict import predict_proposals
-    from visionzoo.export.snippet_features import list_videos
     from visionzoo.tasks.postprocess import video_id
 
     videos = list_videos(args.inputs)

@@ -11,6 +11,7 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch.nn as nn
 
@@ -37,6 +38,19 @@ class ModelCfg:
     first_conv: str = ""
     classifier: str = ""
     checkpoint_filter: CheckpointFilter | None = None  # maps another project's key layout onto ours
+
+
+def eval_preprocessing(cfg: ModelCfg, img_size: int | None = None) -> dict[str, Any]:
+    """How evaluation prepares an image for a model of this configuration (the model card's `preprocessing`
+    keys): resize the shorter side to img_size / crop_pct, centre crop img_size, normalise."""
+    return {
+        "resize": "eval_crop",
+        "img_size": img_size or cfg.input_size[-1],
+        "crop_pct": cfg.crop_pct,
+        "interpolation": cfg.interpolation,
+        "mean": list(cfg.mean),
+        "std": list(cfg.std),
+    }
 
 
 Factory = Callable[..., nn.Module]

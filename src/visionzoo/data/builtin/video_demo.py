@@ -11,6 +11,7 @@ annotations, training, prediction - runs offline.
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,8 @@ import numpy as np
 
 from visionzoo.data.cache import building_dir, cache_dir
 from visionzoo.errors import VisionZooError
+
+logger = logging.getLogger(__name__)
 
 ANNOTATIONS = "annotations.csv"
 VIDEOS_DIR = "videos"
@@ -129,9 +132,39 @@ def video_demo_dir(temporal_scale: int = 100, feat_dim: int = 2048, make: bool =
     path = cache_dir() / f"video-demo-{temporal_scale}"
     if not make or (path / "anet_anno_action.json").is_file():
         return path
-    from visionzoo.export.snippet_features import build_feature_folder
-
     videos = cache_dir() / "video-demo-videos"
     if not (videos / ANNOTATIONS).is_file():
         make_video_demo(videos)
     return build_feature_folder(path, videos, temporal_scale, feat_dim, **DEMO_FEATURES)
+
+
+def build_feature_folder(
+    out: Path,
+    videos_dir: Path,
+    temporal_scale: int,
+    feat_dim: int,
+    backbone: str,
+    img_size: int,
+    snippet_frames: int,
+    layer: str,
+    seed: int,
+) -> Path:
+    """A complete feature folder with its annotations (the built-in `video-demo`), built beside `out` and renamed."""
+    from visionzoo.data.activitynet import VIDEO_INFO
+    from visionzoo.data.cache import building_dir
+    from visionzoo.data.feature_folder import FeatureFolder
+    from visionzoo.data.own_annotations import convert_annotations
+    from visionzoo.data.snippet_features import SnippetFeaturizer, extract_features, list_videos
+
+    featurizer = SnippetFeaturizer.random(backbone, img_size, layer, seed)
+    if featurizer.feat_dim != feat_dim:
+        raise VisionZooError(
+            f"--feat-dim {feat_dim}: the built-in video features are {featurizer.feat_dim}-d ({backbone} {layer}); "
+            f"train with --feat-dim {featurizer.feat_dim}"
+        )
+    with building_dir(out, VIDEO_INFO) as tmp:
+        folder = FeatureFolder(tmp, featurizer.spec(snippet_frames, temporal_scale))
+        report = extract_features(list_videos([videos_dir]), folder, featurizer, strict=True)
+        logger.info("video-demo: %d videos extracted into %s", len(report.extracted), out)
+        convert_annotations(videos_dir / ANNOTATIONS, tmp)
+    return out
