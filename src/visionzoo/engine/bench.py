@@ -74,8 +74,7 @@ def bench(recipe: Recipe, mode: str, steps: int = 10, warmup: int = 3) -> dict[s
                 loss, _ = task.train_step(run, batch)
             optimizer_step(loss, model, optimizer, scaler, recipe.clip_grad, ema)
 
-        flops = count_flops(forward_backward)  # forward + backward, as MFU counts a training step
-        model.zero_grad(set_to_none=True)
+        counted = forward_backward  # forward + backward, as MFU counts a training step
     else:
         model.eval()
 
@@ -83,11 +82,12 @@ def bench(recipe: Recipe, mode: str, steps: int = 10, warmup: int = 3) -> dict[s
             with torch.inference_mode(), autocast(recipe.amp, device):
                 run(batch[0])
 
-        flops = count_flops(step)
-
-    compile_start = time.perf_counter()
-    step()  # the first step compiles, when compiling
-    compile_s = time.perf_counter() - compile_start
+        counted = step
+    first_start = time.perf_counter()
+    counted()  # the first call compiles (with --compile) and runs BMN's formulation probe: no step's work
+    first_s = time.perf_counter() - first_start
+    flops = count_flops(counted)
+    model.zero_grad(set_to_none=True)
     for _ in range(warmup):
         step()
     _sync(device)
@@ -112,7 +112,7 @@ def bench(recipe: Recipe, mode: str, steps: int = 10, warmup: int = 3) -> dict[s
         "channels_last": recipe.channels_last,
         "batch_size": recipe.batch_size,
         "compile": recipe.compile,
-        "first_step_s": compile_s,
+        "first_step_s": first_s,
         "samples_per_sec": samples_per_sec,
         "ms_per_step": 1000 * mean_s,
         "ms_per_step_median": 1000 * sorted(times)[len(times) // 2],
