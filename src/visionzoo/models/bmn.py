@@ -99,13 +99,21 @@ class _SparseSample(torch.autograd.Function):
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
     def forward(ctx, z: torch.Tensor, weights_t: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(weights)
-        return torch.stack([weights_t @ sample for sample in z])
+        return _per_sample(weights_t, z)
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (weights,) = ctx.saved_tensors
-        return torch.stack([weights @ sample for sample in grad]), None, None
+        return _per_sample(weights, grad.contiguous()), None, None
+
+
+def _per_sample(sparse: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """sparse @ dense[b] for every b, written straight into one output."""
+    out = dense.new_empty(len(dense), sparse.shape[0], dense.shape[-1])
+    for sample, result in zip(dense, out, strict=True):
+        torch.mm(sparse, sample, out=result)
+    return out
 
 
 class BMN(nn.Module):
@@ -295,13 +303,14 @@ class BMN(nn.Module):
         first = full.reshape(batch, t_scale, t_scale, -1).permute(0, 3, 1, 2)  # a channels-last [B, 128, T, T] view
         canonical = self.x_2d_p[2:](constant[None, :, None, None].expand(1, -1, 5, 5))
         blocks = []
-        for rows in torch.arange(t_scale).tensor_split(max(1, t_scale // _BLOCK_ROWS)):
-            r0, r1 = int(rows[0]), int(rows[-1]) + 1
+        count = max(1, t_scale // _BLOCK_ROWS)
+        for r0, r1 in ((t_scale * i // count, t_scale * (i + 1) // count) for i in range(count)):  # plain ints: static
             c0 = max(0, r0 - 4)  # columns left of c0 in these rows are 5 or more below the diagonal
             band = self._head_3x3(first, r0, r1, c0)
             if c0:
+                rows = torch.arange(r0, r1, device=band.device)
                 row_index = torch.clamp(rows - (t_scale - 5), min=2)  # 2 inside, 3 and 4 on the last two rows
-                col_index = torch.clamp(torch.arange(c0), max=2)  # 0 and 1 at the left border, 2 inside
+                col_index = torch.clamp(torch.arange(c0, device=band.device), max=2)  # 0, 1 at the left border
                 far = canonical[0][:, row_index][:, :, col_index].expand(batch, -1, -1, -1)
                 band = torch.cat([far.to(band.dtype), band], dim=3)
             blocks.append(band)
