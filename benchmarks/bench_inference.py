@@ -61,6 +61,8 @@ def main() -> None:
                     "b1 ms/item p90": f"{row['ms_per_item_b1_p90']:.2f}",
                     "batch": row["batch_size"],
                     "items/s": f"{row['items_per_sec']:.1f}",
+                    "GFLOP/item": f"{row['gflops_per_item']:.2f}",
+                    "MFU": f"{100 * row['mfu']:.1f} %",
                     "onnx vs torch (rel)": "" if row["onnx_max_rel"] is None else f"{row['onnx_max_rel']:.1e}",
                 }
                 print(shown, flush=True)
@@ -73,7 +75,9 @@ def main() -> None:
             f"{os.getloadavg()[0]:.1f} at the end (the machine is shared); "
             "onnxruntime fp32 (CPUExecutionProvider, ORT_ENABLE_ALL), "
             "ONNX from the legacy TorchScript exporter (opset 17, dynamic batch; BMN in its GEMM "
-            "formulation); torch fp32 and bf16 autocast under inference_mode. Random weights. "
+            "formulation); torch fp32 and bf16 autocast under inference_mode. Random weights. MFU: the "
+            "forward FLOPs PyTorch runs per item x items/s (at the batch shown) over this machine's measured "
+            "peak for the dtype. "
             f"Seed reference (Ascend 310, MindSpore AIR): {reference}. Whole run: {elapsed:.0f} s.",
             "",
             markdown_table(rows),

@@ -43,6 +43,9 @@ def measure(video: Path, backbone: str, amp: str, out: Path) -> dict[str, object
     from visionzoo.data.snippet_features import extract_features
     from visionzoo.data.transforms import input_geometry
     from visionzoo.data.video import SnippetDecoder
+    from visionzoo.engine.flops import count_macs
+    from visionzoo.engine.hardware import peak_flops
+    from visionzoo.engine.precision import compute_dtype
     from visionzoo.export.snippet_features import load_featurizer
 
     featurizer = load_featurizer(backbone, None, 224, amp=amp)
@@ -61,11 +64,14 @@ def measure(video: Path, backbone: str, amp: str, out: Path) -> dict[str, object
     extract_features([(video.stem, video)], folder, featurizer, batch_size=32)
     total_s = time.perf_counter() - begin
     decoded = decoder.meta.frames
+    flops = 2 * count_macs(featurizer.model, torch.zeros(1, 3, 224, 224))
+    peak = peak_flops(compute_dtype(featurizer.precision.resolved), torch.device("cpu"))["peak"]
     return {
         "backbone": backbone,
         "amp": featurizer.precision.resolved,
         "decode: frames/s": f"{decoded / decode_s:.0f}",
         "backbone: snippets/s": f"{len(frames) / backbone_s:.1f}",
+        "backbone MFU": f"{100 * flops * len(frames) / backbone_s / peak:.1f} %",
         "features: frames/s (video s/s)": f"{decoded / total_s:.0f} ({decoded / 30 / total_s:.1f})",
         "decode share": f"{decode_s / (decode_s + backbone_s):.0%}",
     }
@@ -88,7 +94,8 @@ def main() -> None:
     body = (
         f"{machine().describe()}; torch threads {torch.get_num_threads()}, FFmpeg decoder threads auto. One "
         f"{width}x{height} H.264 video, 30 fps, {seconds:g} s; 16-frame snippets (one frame in 16 goes through the "
-        f"backbone at 224 px), batch 32.\n\n{markdown_table(rows)}"
+        f"backbone at 224 px), batch 32. Backbone MFU: its forward FLOPs x snippets/s over this machine's "
+        f"measured peak for the dtype.\n\n{markdown_table(rows)}"
     )
     if not args.quick:
         write_section("bench_video_features", body)

@@ -156,6 +156,16 @@ def _runtime_for(card: ModelCard, runtime: str, dtype: torch.dtype, onnx_file: P
     return OnnxRuntime(onnx_file, threads), result.max_rel
 
 
+@torch.no_grad()
+def _forward_flops_per_item(card: ModelCard) -> float:
+    """FLOPs of one item's forward pass as PyTorch runs it (after a first call: BMN probes its formulation)."""
+    from visionzoo.export.onnx import example_inputs
+
+    model, x = card.build_model(), example_inputs(card, 1, "real")
+    model(x)
+    return count_flops(lambda: model(x))
+
+
 def bench_inference(
     card: ModelCard,
     runtime: str = "torch",
@@ -171,13 +181,15 @@ def bench_inference(
     and throughput at `batch_size` (items/s over max(2, steps // 3) calls), with torch's intra-op thread count
     (onnxruntime gets the same). onnxruntime runs the fp32 export (dynamic batch, verified against PyTorch
     first; its parity is reported); bf16 is torch autocast only: onnxruntime's CPU Conv has no bf16 kernel,
-    and an fp16 export runs but is no faster than fp32 (docs/deploy.md).
+    and an fp16 export runs but is no faster than fp32 (docs/deploy.md). MFU: the forward FLOPs PyTorch runs
+    per item x items/s over this machine's measured peak for the dtype (onnxruntime: the same FLOPs, fp32 peak).
     """
     from visionzoo.export.onnx import example_inputs
     from visionzoo.export.runtime import latency_stats, time_runtime
 
     if runtime not in RUNTIMES:
         raise VisionZooError(f"--runtime {runtime}: expected one of {', '.join(RUNTIMES)}")
+    flops_per_item = _forward_flops_per_item(card)
     rows = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for dtype_name in dtypes if runtime == "torch" else ("fp32",):
@@ -189,6 +201,7 @@ def bench_inference(
             many = example_inputs(card, batch_size, "real").numpy()
             latency = latency_stats(time_runtime(run, single, steps, warmup), 1)
             throughput = latency_stats(time_runtime(run, many, max(2, steps // 3), 1), batch_size)
+            peak = peak_flops(dtype, torch.device("cpu"))["peak"]
             rows.append(
                 {
                     "model": card.model,
@@ -199,6 +212,8 @@ def bench_inference(
                     "ms_per_item_b1_p90": latency["ms_per_item_p90"],
                     "batch_size": batch_size,
                     "items_per_sec": throughput["items_per_sec"],
+                    "gflops_per_item": flops_per_item / 1e9,
+                    "mfu": flops_per_item * throughput["items_per_sec"] / peak,
                     "threads": torch.get_num_threads(),
                     "onnx_max_rel": export_rel,  # onnxruntime vs PyTorch fp32 at export (None for torch)
                 }
@@ -222,6 +237,6 @@ def format_inference_bench(rows: list[dict[str, Any]], as_json: bool = False) ->
     return "\n".join(
         f"{r['model']} {r['runtime']} {r['dtype']} input {r['input']}, {r['threads']} threads: batch 1 "
         f"{r['ms_per_item_b1_median']:.2f} ms/item (p90 {r['ms_per_item_b1_p90']:.2f}); batch {r['batch_size']} "
-        f"{r['items_per_sec']:.1f} items/s"
+        f"{r['items_per_sec']:.1f} items/s, MFU {100 * r['mfu']:.1f} %"
         for r in rows
     )
