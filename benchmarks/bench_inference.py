@@ -79,7 +79,7 @@ def main() -> None:
             f"{os.getloadavg()[0]:.1f} at the end (the machine is shared); "
             "onnxruntime fp32 (CPUExecutionProvider, ORT_ENABLE_ALL), "
             "ONNX from the legacy TorchScript exporter (opset 17, dynamic batch; BMN in its GEMM "
-            "formulation); torch fp32 and bf16 autocast under inference_mode. Random weights. MFU: the "
+            "formulation); torch fp32 and bf16 autocast under inference_mode. Random weights. MFU: the fp32 "
             "forward FLOPs PyTorch runs per item x items/s (at the batch shown) over this machine's measured "
             "peak for the dtype. "
             f"Seed reference (Ascend 310, MindSpore AIR): {reference}. Whole run: {elapsed:.0f} s.",

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
+from visionzoo.cli import main
+from visionzoo.engine import bench as bench_module
 from visionzoo.engine.bench import bench
+from visionzoo.engine.flops import count_macs
+from visionzoo.models import create_model
 from visionzoo.recipes import get_recipe
 
 
@@ -28,13 +34,6 @@ def test_inference_bench_reports_mfu_from_the_forward_flops(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`visionzoo bench RECIPE --runtime torch --json`: MFU = forward FLOPs per item x items/s / the dtype's peak."""
-    import json
-
-    from visionzoo.cli import main
-    from visionzoo.engine import bench as bench_module
-    from visionzoo.engine.flops import count_macs
-    from visionzoo.models import create_model
-
     peaks = {torch.float32: 2e9, torch.bfloat16: 5e9}
     monkeypatch.setattr(bench_module, "peak_flops", lambda dtype, device: {"peak": peaks[dtype]})
     argv = ["bench", "cspdarknet53_cifar10", "--model", "tiny_test_net", "--runtime", "torch"]

@@ -156,16 +156,6 @@ def _runtime_for(card: ModelCard, runtime: str, dtype: torch.dtype, onnx_file: P
     return OnnxRuntime(onnx_file, threads), result.max_rel
 
 
-@torch.no_grad()
-def _forward_flops_per_item(card: ModelCard) -> float:
-    """FLOPs of one item's forward pass as PyTorch runs it (after a first call: BMN probes its formulation)."""
-    from visionzoo.export.onnx import example_inputs
-
-    model, x = card.build_model(), example_inputs(card, 1, "real")
-    model(x)
-    return count_flops(lambda: model(x))
-
-
 def bench_inference(
     card: ModelCard,
     runtime: str = "torch",
@@ -182,14 +172,15 @@ def bench_inference(
     (onnxruntime gets the same). onnxruntime runs the fp32 export (dynamic batch, verified against PyTorch
     first; its parity is reported); bf16 is torch autocast only: onnxruntime's CPU Conv has no bf16 kernel,
     and an fp16 export runs but is no faster than fp32 (docs/deploy.md). MFU: the forward FLOPs PyTorch runs
-    per item x items/s over this machine's measured peak for the dtype (onnxruntime: the same FLOPs, fp32 peak).
+    per item in fp32 x items/s over this machine's measured peak for the dtype (onnxruntime: its fp32 peak).
     """
     from visionzoo.export.onnx import example_inputs
     from visionzoo.export.runtime import latency_stats, time_runtime
 
     if runtime not in RUNTIMES:
         raise VisionZooError(f"--runtime {runtime}: expected one of {', '.join(RUNTIMES)}")
-    flops_per_item = _forward_flops_per_item(card)
+    single, many = example_inputs(card, 1, "real"), example_inputs(card, batch_size, "real")
+    flops_per_item = 2 * count_macs(card.build_model(), single)  # the fp32 forward
     rows = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for dtype_name in dtypes if runtime == "torch" else ("fp32",):
@@ -197,10 +188,8 @@ def bench_inference(
             run, export_rel = _runtime_for(
                 card, runtime, dtype, Path(tmp) / f"{card.model}.onnx", torch.get_num_threads()
             )
-            single = example_inputs(card, 1, "real").numpy()
-            many = example_inputs(card, batch_size, "real").numpy()
-            latency = latency_stats(time_runtime(run, single, steps, warmup), 1)
-            throughput = latency_stats(time_runtime(run, many, max(2, steps // 3), 1), batch_size)
+            latency = latency_stats(time_runtime(run, single.numpy(), steps, warmup), 1)
+            throughput = latency_stats(time_runtime(run, many.numpy(), max(2, steps // 3), 1), batch_size)
             peak = peak_flops(dtype, torch.device("cpu"))["peak"]
             rows.append(
                 {
