@@ -76,7 +76,7 @@ def run_config(impl: str, precision: str, mode: str) -> dict[str, float]:
                 model(batch[0])
 
     counted = forward_backward if mode == "train" else step
-    counted()  # once uncounted: BMN's one-time formulation probe under autocast is no step's work
+    counted()  # once uncounted: first-call allocations and kernel selection are no step's work
     flops = _current_flops_module().count_flops(counted)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     warmup, timed = STEPS[impl]

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import markdown_table, write_section  # noqa: E402
 
-from visionzoo.engine.bench import bench_inference  # noqa: E402
+from visionzoo.export.inference_bench import bench_inference  # noqa: E402
 from visionzoo.export.model_card import ModelCard, card_from_recipe  # noqa: E402
 from visionzoo.models import list_models  # noqa: E402
 from visionzoo.recipes import get_recipe  # noqa: E402

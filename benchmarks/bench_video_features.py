@@ -40,15 +40,14 @@ def make_video(path: Path, width: int, height: int, seconds: float) -> Path:
 
 def measure(video: Path, backbone: str, amp: str, out: Path) -> dict[str, object]:
     from visionzoo.data.feature_folder import FeatureFolder
-    from visionzoo.data.snippet_features import extract_features
     from visionzoo.data.transforms import input_geometry
     from visionzoo.data.video import SnippetDecoder
     from visionzoo.engine.flops import count_macs
     from visionzoo.engine.hardware import peak_flops
     from visionzoo.engine.precision import compute_dtype
-    from visionzoo.export.snippet_features import load_featurizer
+    from visionzoo.export.feature_extractor import ExtractionSettings, extract_features, load_featurizer
 
-    featurizer = load_featurizer(backbone, None, 224, amp=amp)
+    featurizer = load_featurizer(ExtractionSettings(backbone, img_size=224, snippet_frames=SNIPPET, amp=amp))
     prep = featurizer.preprocessing
     begin = time.perf_counter()
     decoder = SnippetDecoder(video, SNIPPET, lambda w, h: input_geometry(prep, w, h), 224, prep["interpolation"])
@@ -59,9 +58,9 @@ def measure(video: Path, backbone: str, amp: str, out: Path) -> dict[str, object
     for i in range(0, len(frames), 32):
         featurizer(frames[i : i + 32])
     backbone_s = time.perf_counter() - begin
-    folder = FeatureFolder(out / f"{backbone}-{amp}", featurizer.spec(SNIPPET, 100))
+    folder = FeatureFolder(out / f"{backbone}-{amp}", featurizer.spec())
     begin = time.perf_counter()
-    extract_features([(video.stem, video)], folder, featurizer, batch_size=32)
+    extract_features([(video.stem, video)], folder, featurizer)
     total_s = time.perf_counter() - begin
     decoded = decoder.meta.frames
     flops = 2 * count_macs(featurizer.model, torch.zeros(1, 3, 224, 224))

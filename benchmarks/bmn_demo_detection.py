@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import markdown_table, write_section  # noqa: E402
 
 from visionzoo.cli import main as visionzoo  # noqa: E402
+from visionzoo.commands.auto_classes import classes_file  # noqa: E402
 from visionzoo.data.activitynet import load_annotations, select_subset  # noqa: E402
 from visionzoo.data.builtin.anet_demo import demo_data_dir  # noqa: E402
-from visionzoo.engine.auto_classes import classes_file  # noqa: E402
 from visionzoo.engine.evaluate import evaluate_checkpoint  # noqa: E402
 from visionzoo.engine.hardware import machine  # noqa: E402
 from visionzoo.recipes import get_recipe  # noqa: E402

@@ -63,17 +63,17 @@ def make_data(work: Path, videos: int, held_out: int, seconds: tuple[float, floa
     from visionzoo.data.builtin.video_demo import make_video_demo
     from visionzoo.data.feature_folder import FeatureFolder
     from visionzoo.data.own_annotations import convert_annotations
-    from visionzoo.data.snippet_features import extract_features, list_videos
-    from visionzoo.export.snippet_features import load_featurizer
+    from visionzoo.data.video_snippets import list_videos
+    from visionzoo.export.feature_extractor import ExtractionSettings, extract_features, load_featurizer
 
     demo = work / "videos"
     if not (demo / "annotations.csv").is_file():
         make_video_demo(demo, videos=videos, seed=0, seconds=seconds)
     features = work / "features"
     if not (features / "anet_anno_action.json").is_file():
-        featurizer = load_featurizer(EXTRACT["backbone"], None, EXTRACT["img_size"], amp="off")
-        folder = FeatureFolder(features, featurizer.spec(EXTRACT["snippet_frames"], T))
-        extract_features(list_videos([demo / "videos"]), folder, featurizer, strict=True)
+        settings = ExtractionSettings(**EXTRACT, temporal_scale=T, amp="off", strict=True)
+        featurizer = load_featurizer(settings)
+        extract_features(list_videos([demo / "videos"]), FeatureFolder(features, featurizer.spec()), featurizer)
         convert_annotations(demo / "annotations.csv", features, val_fraction=held_out / videos, seed=0)
     return features
 

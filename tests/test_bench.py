@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from visionzoo.cli import main
-from visionzoo.engine import bench as bench_module
 from visionzoo.engine.bench import bench
 from visionzoo.engine.flops import count_macs
+from visionzoo.export import inference_bench
 from visionzoo.models import create_model
 from visionzoo.recipes import get_recipe
 
@@ -35,7 +35,7 @@ def test_inference_bench_reports_mfu_from_the_forward_flops(
 ) -> None:
     """`visionzoo bench RECIPE --runtime torch --json`: MFU = forward FLOPs per item x items/s / the dtype's peak."""
     peaks = {torch.float32: 2e9, torch.bfloat16: 5e9}
-    monkeypatch.setattr(bench_module, "peak_flops", lambda dtype, device: {"peak": peaks[dtype]})
+    monkeypatch.setattr(inference_bench, "peak_flops", lambda dtype, device: {"peak": peaks[dtype]})
     argv = ["bench", "cspdarknet53_cifar10", "--model", "tiny_test_net", "--runtime", "torch"]
     assert main([*argv, "-b", "4", "--steps", "3", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_tiny_cifar
@@ -83,3 +84,17 @@ def test_the_previous_state_is_kept_by_link_or_copy(tmp_path: Path, monkeypatch,
         checkpoint.save_state(tmp_path, {"format": checkpoint.STATE_FORMAT, "step": step})
     assert checkpoint.load_state(tmp_path / checkpoint.PREVIOUS_STATE_NAME)["step"] == 0
     assert checkpoint.load_state(tmp_path / checkpoint.STATE_NAME)["step"] == 1
+
+
+@pytest.mark.parametrize("bad", [np.float64(0.5), np.int64(3), np.array([1.0]), {"auc": np.float32(1.0)}, object()])
+def test_the_state_writer_refuses_what_a_resume_could_not_load(tmp_path: Path, bad: object) -> None:
+    with pytest.raises(TypeError, match="which a resume cannot load"):
+        checkpoint.save_state(tmp_path, {"format": checkpoint.STATE_FORMAT, "history": [{"metric": bad}]})
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_everything_the_state_writer_accepts_loads_with_weights_only(tmp_path: Path) -> None:
+    state = {"format": checkpoint.STATE_FORMAT, "t": torch.ones(2), "n": [1, 2.5, "x", None, True, (3, b"b")],
+             "dtype": torch.bfloat16, "size": torch.Size([2])}  # fmt: skip
+    checkpoint.save_state(tmp_path, state)
+    assert checkpoint.load_state(tmp_path / checkpoint.STATE_NAME)["n"] == [1, 2.5, "x", None, True, (3, b"b")]

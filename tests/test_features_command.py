@@ -21,7 +21,7 @@ from video_files import indexed_video, zero_frame_video
 from visionzoo.cli import main
 from visionzoo.data.activitynet import pool_snippets, read_feature_csv
 from visionzoo.data.feature_folder import FEATURES_FORMAT
-from visionzoo.engine.checkpoint import temporary_path
+from visionzoo.files import temporary_path
 from visionzoo.models import create_model
 
 pytest.importorskip("av")
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 from visionzoo.data.transforms import input_geometry  # noqa: E402
 from visionzoo.data.video import SnippetDecoder  # noqa: E402
-from visionzoo.export.snippet_features import load_featurizer  # noqa: E402
+from visionzoo.export.feature_extractor import ExtractionSettings, load_featurizer  # noqa: E402
 
 T, S, IMG = 8, 8, 32
 OPTIONS = ["--backbone", "tiny_test_net", "--img-size", str(IMG), "--snippet-frames", str(S),
@@ -74,7 +74,7 @@ def test_features_layout_is_the_contract(tmp_path: Path, videos: Path) -> None:
     rows = info_rows(out)
     with open(out / "video_info_new.csv", newline="") as handle:
         assert next(csv.reader(handle)) == ["video", "numFrame", "seconds", "fps", "rfps", "subset", "featureFrame"]
-    featurizer = load_featurizer("tiny_test_net", None, IMG, amp="off")
+    featurizer = load_featurizer(ExtractionSettings("tiny_test_net", img_size=IMG, amp="off"))
     prep = featurizer.preprocessing
     for file, frames in LENGTHS.items():
         name = Path(file).stem

@@ -233,9 +233,12 @@ def test_pad_and_none_train_crops():
     assert torch.equal(plain(image, np.random.default_rng(0)), EvalTransform(32, 0.875)(image))
     flipped = TrainTransform(img_size=32, crop="none", crop_pct=0.875, hflip=1.0)
     assert torch.equal(flipped(image, np.random.default_rng(0)), EvalTransform(32, 0.875)(image).flip(2))
-    with pytest.raises(VisionZooError, match="--train-crop"):
-        TrainTransform(crop="random")
-    with pytest.raises(VisionZooError, match="--interpolation"):
-        TrainTransform(interpolation="lanczos3")
+    from visionzoo.recipes.base import ClassificationRecipe
+    from visionzoo.recipes.overrides import check_value
+
+    with pytest.raises(VisionZooError, match="--train-crop: expected one of rrc, pad, none, got 'random'"):
+        check_value(ClassificationRecipe, "train_crop", "random", "--train-crop")  # the recipe's type refuses it
+    with pytest.raises(VisionZooError, match="--interpolation: expected one of nearest, bilinear, bicubic"):
+        check_value(ClassificationRecipe, "interpolation", "lanczos3", "--interpolation")
     with pytest.raises(VisionZooError, match="--crop-pct"):
         EvalTransform(crop_pct=1.2)

@@ -180,6 +180,7 @@ def test_builtin_video_demo_is_a_trainable_feature_folder(monkeypatch: pytest.Mo
     pytest.importorskip("av")
     from visionzoo.data.builtin import resolve_data, video_demo
     from visionzoo.errors import VisionZooError
+    from visionzoo.export.feature_extractor import build_video_demo
 
     small = video_demo.make_video_demo
     monkeypatch.setattr(
@@ -187,10 +188,13 @@ def test_builtin_video_demo_is_a_trainable_feature_folder(monkeypatch: pytest.Mo
     )
     monkeypatch.setitem(video_demo.DEMO_FEATURES, "backbone", "tiny_test_net")
     monkeypatch.setitem(video_demo.DEMO_FEATURES, "img_size", 32)
-    root = resolve_data("video-demo", "activitynet", temporal_scale=T, feat_dim=16)
+    with pytest.raises(VisionZooError, match="video-demo features are not made yet"):
+        resolve_data("video-demo", "activitynet", temporal_scale=T, feat_dim=16)
+    root = build_video_demo(temporal_scale=T, feat_dim=16)
+    assert resolve_data("video-demo", "activitynet", temporal_scale=T, feat_dim=16) == root
     assert json.loads((root / "features.json").read_text())["backbone"] == "tiny_test_net"
     train = ActivityNetFeatures(root, "train", T, 16, feature_dir=f"csv_mean_{T}", snippet_frames=8)
     assert len(train) == 3 and all(video.segments.size for video in train.videos)
-    assert resolve_data("video-demo", "activitynet", temporal_scale=T, feat_dim=16) == root  # made once
+    assert build_video_demo(temporal_scale=T, feat_dim=16) == root  # made once
     with pytest.raises(VisionZooError, match="--feat-dim 400: the built-in video features are 16-d"):
-        resolve_data("video-demo", "activitynet", temporal_scale=T + 1, feat_dim=400)
+        build_video_demo(temporal_scale=T + 1, feat_dim=400)

@@ -11,11 +11,12 @@ import torch
 from numerics import FP32, assert_close
 
 from visionzoo.cli import main
+from visionzoo.commands.auto_classes import classes_file
 from visionzoo.data import thumos14
 from visionzoo.data.activitynet import format_csv_rows, write_video_info
 from visionzoo.data.builtin import resolve_data
+from visionzoo.data.feature_folder import write_feature_description
 from visionzoo.data.thumos14 import LongVideo, SnippetWindows, WholeVideos, WindowRecord, load_long_videos
-from visionzoo.engine.auto_classes import classes_file
 from visionzoo.errors import VisionZooError
 from visionzoo.recipes import get_recipe
 from visionzoo.tasks import detection, detection_metrics
@@ -46,7 +47,7 @@ def write_dataset(root: Path, csv_video: bool = True) -> Path:
         subset = "test" if "test" in name else "validation"
         rows.append([name, length * 5, length * 5 / 30.0, 30.0, 30.0, subset, length * 5])
     write_video_info(root / "video_info_new.csv", rows)
-    thumos14.write_features_json(root / "features.json", FEAT_DIM, 5, backbone="test")
+    write_feature_description(root / "features.json", FEAT_DIM, 5, backbone="test")
     (root / "annotations").mkdir()
     (root / "annotations" / "Diving_val.txt").write_text(
         "video_validation_0000001 1.0 2.5\nvideo_validation_0000002 0.5 1.0\n"

@@ -86,7 +86,7 @@ def test_own_videos_end_to_end_beat_sliding_windows(trained: dict, capsys: pytes
 def test_predict_reuses_cached_features_and_onnx_agrees(trained: dict, monkeypatch: pytest.MonkeyPatch,
                                                         tmp_path: Path) -> None:  # fmt: skip
     pytest.importorskip("onnxruntime")
-    from visionzoo.data import snippet_features
+    from visionzoo.data import video_snippets
 
     checkpoint, onnx_file = trained["run"] / "best.safetensors", tmp_path / "bmn.onnx"
     videos = [trained["demo"] / "videos" / f"{name}.mp4" for name in trained["held_out"][:3]]
@@ -100,7 +100,7 @@ def test_predict_reuses_cached_features_and_onnx_agrees(trained: dict, monkeypat
         def __init__(self, *args: object, **kwargs: object) -> None:
             raise AssertionError("a video was decoded again although its features are cached")
 
-    monkeypatch.setattr(snippet_features, "SnippetDecoder", Refused)
+    monkeypatch.setattr(video_snippets, "SnippetDecoder", Refused)
     assert cli("export", "bmn_anet", "--checkpoint", checkpoint, "--dynamic-batch", "--output", onnx_file) == 0
     assert cli("predict", "bmn_anet", "--onnx", onnx_file, *videos, "--output", tmp_path / "onnx") == 0
     from_torch = as_arrays(json.loads((tmp_path / "torch" / "proposals.json").read_text())["results"])

@@ -8,13 +8,13 @@ map and the top proposals against the ground truth).
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from visionzoo.errors import VisionZooError
+from visionzoo.files import save_figure, write_csv
 from visionzoo.models.weights import load_checkpoint
 from visionzoo.recipes import get_recipe
 from visionzoo.recipes.overrides import check_inputs
@@ -72,10 +72,7 @@ def run_demo(recipe_name: str, checkpoint: Path, data: str, video: str | None, o
     output.mkdir(parents=True, exist_ok=True)
     csv_path = output / "demo.csv"
     columns = np.column_stack([segments, *(t.numpy() for t in (xmin_score, xmax_score, cls, reg, scores[0]))])
-    with open(csv_path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        writer.writerows(columns.tolist())
+    write_csv(csv_path, CSV_COLUMNS, columns.tolist())
     json_path = postprocess.write_proposals(
         output / "demo_proposals.json", {postprocess.video_id(record.name): proposals}
     )
@@ -118,6 +115,6 @@ def _plot(path: Path, record, start, end, conf_map, proposals, duration: float) 
         title="top 10 proposals (blue) and ground truth (green)", xlabel="seconds", xlim=(0, duration), yticks=[]
     )
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    save_figure(path, figure)
     plt.close(figure)
     return path

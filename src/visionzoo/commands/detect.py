@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from visionzoo.recipes.base import Fusion, choices
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -16,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=2, help="classes per video (default 2, as OpenTAD and ActionFormer)")
     p.add_argument(
         "--fusion",
-        choices=("product", "sqrt"),
+        choices=choices(Fusion),
         default="product",
         help="score = proposal x class (OpenTAD's BMN) or sqrt of it (ActionFormer); default product",
     )

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from visionzoo.errors import VisionZooError
+from visionzoo.files import write_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{weights}\n{card_file}")
         return 0
     result = export_onnx(model, card, output, args.opset, args.dynamic_batch, args.exporter)
-    card_path(output).write_text(card.to_json())
+    write_text(card_path(output), card.to_json())
     batch = "dynamic" if result.dynamic_batch else 1
     print(f"{result.path}: {card.model}, exporter {result.exporter}, opset {result.opset}, batch {batch}")
     for check in result.checks:

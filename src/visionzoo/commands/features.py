@@ -1,6 +1,6 @@
 """`visionzoo features VIDEO_OR_DIR... --backbone MODEL --output DIR`: raw videos -> BMN features (csv_mean_<T>).
 
-See `visionzoo.export.snippet_features` for what a feature is and what the folder holds; docs/bmn.md for why.
+See `visionzoo.export.feature_extractor` for what a feature is and what the folder holds; docs/bmn.md for why.
 """
 
 from __future__ import annotations
@@ -9,8 +9,12 @@ import argparse
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from visionzoo.engine.precision import AMP_CHOICES
+from visionzoo.recipes.base import Amp, Device, choices
+
+if TYPE_CHECKING:  # the CLI imports this module to build its parser: heavy imports wait until used
+    from visionzoo.export.feature_extractor import ExtractionSettings
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable video instead of skipping it")
     p.add_argument("--shard", metavar="K/N", help="extract shard K of N (default: torchrun's rank and world size)")
     p.add_argument("--merge", action="store_true", help="only assemble video_info_new.csv from finished videos")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", default="auto", choices=choices(Device))
     p.set_defaults(run=run)
 
 
@@ -44,15 +48,14 @@ def add_extraction_arguments(p: argparse.ArgumentParser, defaults_from_checkpoin
     p.add_argument("--temporal-scale", type=int, help=f"T, rows per video after the rescale ({scale})")
     p.add_argument("--init-seed", type=int, help=f"seed of random backbone weights, without --pretrained ({unset}0)")
     if not defaults_from_checkpoint:  # predict has its own --amp, for the backbone and the BMN alike
-        p.add_argument("--amp", choices=AMP_CHOICES, default="auto", help="the backbone's precision (default auto)")
+        p.add_argument("--amp", choices=choices(Amp), default="auto", help="the backbone's precision (default auto)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from visionzoo.data import snippet_features as sf
     from visionzoo.data.feature_folder import FeatureFolder
-    from visionzoo.engine.distributed import resolve_device
+    from visionzoo.data.video_snippets import list_videos
     from visionzoo.errors import VisionZooError
-    from visionzoo.export.snippet_features import load_featurizer
+    from visionzoo.export.feature_extractor import extract_features, load_featurizer
 
     if args.merge:
         return _merge(args.output)
@@ -61,20 +64,15 @@ def run(args: argparse.Namespace) -> int:
     for name in ("snippet_frames", "temporal_scale", "batch_size", "img_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise VisionZooError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be >= 1")
-    shard = sf.parse_shard(args.shard)
-    videos = sf.list_videos(args.inputs)
-    device = resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
-    featurizer = load_featurizer(
-        args.backbone, args.pretrained, args.img_size, args.layer or "pre_logits", args.amp, device, args.init_seed or 0
-    )
+    settings = extraction_settings(args)
+    shard = settings.shard
+    videos = list_videos(args.inputs)
+    featurizer = load_featurizer(settings)
     if args.pretrained is None:
-        logger.warning("no --pretrained: %s has random weights (seed %d)", args.backbone, args.init_seed or 0)
-    spec = featurizer.spec(args.snippet_frames or 16, args.temporal_scale or 100)
+        logger.warning("no --pretrained: %s has random weights (seed %d)", args.backbone, settings.init_seed)
+    spec = featurizer.spec()
     folder = FeatureFolder(args.output, spec)
-    report = sf.extract_features(
-        videos, folder, featurizer, args.batch_size, args.workers, args.keep_snippets, args.strict, shard,
-        args.decode_threads,
-    )  # fmt: skip
+    report = extract_features(videos, folder, featurizer)
     where = f" (shard {shard[0]}/{shard[1]}: {report.other_shards} videos are other shards')" if shard[1] > 1 else ""
     print(
         f"{len(videos) - report.other_shards} videos{where}: {len(report.extracted)} extracted, "
@@ -89,6 +87,34 @@ def run(args: argparse.Namespace) -> int:
         "--feat-dim %d%s", folder.root, folder.root, spec.feat_dim, scale,
     )  # fmt: skip
     return 0
+
+
+def extraction_settings(args: argparse.Namespace, **defaults: Any) -> ExtractionSettings:
+    """The settings the options give; `defaults` (a checkpoint's features.json, for predict) fill the rest."""
+    from visionzoo.data.video_snippets import parse_shard
+    from visionzoo.engine.distributed import resolve_device
+    from visionzoo.export.feature_extractor import ExtractionSettings
+
+    given = {
+        "backbone": args.backbone,
+        "pretrained": args.pretrained,
+        "layer": args.layer,
+        "img_size": args.img_size,
+        "snippet_frames": args.snippet_frames,
+        "temporal_scale": args.temporal_scale,
+        "init_seed": args.init_seed,
+        "amp": args.amp,
+    }
+    fields = {key: value for key, value in defaults.items() if value is not None}
+    fields |= {key: value for key, value in given.items() if value is not None}
+    device = resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
+    running = {"batch_size": args.batch_size, "device": device}
+    for name in ("workers", "decode_threads", "keep_snippets", "strict"):
+        if hasattr(args, name):
+            running[name] = getattr(args, name)
+    if hasattr(args, "shard"):
+        running["shard"] = parse_shard(args.shard)
+    return ExtractionSettings(**fields, **running)
 
 
 def _merge(output: Path) -> int:

@@ -5,10 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from visionzoo.engine.precision import AMP_CHOICES
+from visionzoo.recipes.base import Amp, Device, choices
+
+if TYPE_CHECKING:  # the CLI imports this module to build its parser: heavy imports wait until used
+    from visionzoo.export.model_card import ModelCard
+    from visionzoo.export.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_VIDEO_OUTPUT = Path("output/predict")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument(
         "--amp",
-        choices=AMP_CHOICES,
+        choices=choices(Amp),
         help="with --checkpoint: precision (default auto: what fits the CPU; for a video backbone, that of the "
         "checkpoint's training features)",
     )
@@ -34,21 +41,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, help="classes: FILE.csv or .json; BMN: the proposals JSON; videos: a DIR")
     p.add_argument("--duration-second", type=float, nargs="+", help="BMN: video duration(s), one or one per file")
     p.add_argument("--video-info", type=Path, help="BMN: video_info CSV or annotation JSON giving the durations")
-    from visionzoo.export.video_predict import add_video_arguments
-
     add_video_arguments(p)
     p.set_defaults(run=run)
 
 
+def add_video_arguments(p: argparse.ArgumentParser) -> None:
+    """`predict` options for raw videos (with --backbone, or when the inputs are video files)."""
+    from visionzoo.commands.features import add_extraction_arguments
+    from visionzoo.export.video_predict import SHOWN
+
+    group = p.add_argument_group("BMN on raw videos (default settings: those of the checkpoint's features)")
+    add_extraction_arguments(group, defaults_from_checkpoint=True)
+    group.add_argument("--ground-truth", type=Path, help="annotation CSV or JSON, drawn beside the proposals")
+    group.add_argument("--show", type=int, default=SHOWN, help="proposals per video in the SRT and the timeline")
+    group.add_argument("--device", default="auto", choices=choices(Device), help="where the backbone runs")
+
+
 def run(args: argparse.Namespace) -> int:
-    from visionzoo.data.files import expand_inputs
-    from visionzoo.export import predict, video_predict
+    from visionzoo.export import predict
+    from visionzoo.files import expand_inputs
 
     card, runtime = predict.load_runtime(
         args.target, args.checkpoint, args.onnx, amp=args.amp or "auto", compile=args.compile
     )
-    if video_predict.wants_videos(args, card):
-        return video_predict.run(args, card, runtime)
+    if _wants_videos(args, card):
+        return _predict_videos(args, card, runtime)
     inputs = args.inputs
     if card.task == "windowed_proposals":  # long videos: snippet features of any length, the recipe's windows
         files = expand_inputs(inputs, lambda name: name.lower().endswith((".npy", ".csv")), "feature files")
@@ -69,6 +86,37 @@ def run(args: argparse.Namespace) -> int:
         print(p.file + ": " + ", ".join(f"{e['name']} {e['probability']:.3f}" for e in p.topk))
     if args.output is not None:
         print(predict.write_predictions(args.output, predictions))
+    return 0
+
+
+def _wants_videos(args: argparse.Namespace, card: ModelCard) -> bool:
+    from visionzoo.data.video import is_video_file
+
+    return card.task == "proposals" and (args.backbone is not None or any(is_video_file(p.name) for p in args.inputs))
+
+
+def _predict_videos(args: argparse.Namespace, card: ModelCard, runtime: Runtime) -> int:
+    """`visionzoo predict` on videos: one line per video, then the files written (all under --output DIR)."""
+    from visionzoo.commands.features import extraction_settings
+    from visionzoo.data.video_snippets import list_videos
+    from visionzoo.errors import VisionZooError
+    from visionzoo.export.video_predict import predict_videos, trained_features
+    from visionzoo.tasks.postprocess import write_proposals
+
+    defaults = trained_features(card)
+    if (args.backbone or defaults["backbone"]) is None:
+        raise VisionZooError("predict on videos: give --backbone MODEL (the checkpoint does not record its features)")
+    settings = extraction_settings(args, **(defaults | {"amp": args.amp or defaults["amp"] or "auto"}))
+    output = args.output or DEFAULT_VIDEO_OUTPUT
+    results = predict_videos(
+        card, runtime, settings, list_videos(args.inputs), args.checkpoint or args.onnx, output, args.show,
+        args.ground_truth,
+    )  # fmt: skip
+    for video, found in results.items():
+        best = ", ".join(f"[{p['segment'][0]:.2f}, {p['segment'][1]:.2f}] s {p['score']:.3f}" for p in found[:3])
+        print(f"{video}: {len(found)} proposals; best {best}")
+    print(write_proposals(output / "proposals.json", results))
+    print(f"{output}/<video>.srt, {output}/<video>.png: the top {args.show} proposals of each video")
     return 0
 
 

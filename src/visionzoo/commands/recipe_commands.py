@@ -70,7 +70,7 @@ def _recipe_parser(command: str, recipe) -> CommandParser:
 def _resolve_recipe(command: str, name: str, argv: list[str]):
     """The recipe with the YAML file and the flags applied, every value and input file checked: errors come
     before any work and before anything is written."""
-    from visionzoo.data.files import is_regular_file
+    from visionzoo.files import is_regular_file
     from visionzoo.recipes import get_recipe
     from visionzoo.recipes.overrides import apply_arguments, apply_yaml, check_inputs
 
@@ -80,6 +80,10 @@ def _resolve_recipe(command: str, name: str, argv: list[str]):
         recipe = apply_yaml(recipe, options.config)
     recipe = apply_arguments(recipe, options)
     check_inputs(recipe)
+    if recipe.data == "video-demo":  # built-in data that is made by running a backbone: inference, made up here
+        from visionzoo.export.feature_extractor import build_video_demo
+
+        build_video_demo(getattr(recipe, "temporal_scale", 100), getattr(recipe, "feat_dim", 2048))
     finetune = getattr(options, "finetune", None)
     if finetune is not None and not is_regular_file(finetune):
         raise VisionZooError(f"--finetune {finetune}: no such file")
@@ -90,7 +94,7 @@ def _with_classes(recipe):
     """`--classes auto` becomes the built-in classifier's classification file (trained first when needed)."""
     if getattr(recipe, "classes", "") != "auto":
         return recipe
-    from visionzoo.engine.auto_classes import classes_file
+    from visionzoo.commands.auto_classes import classes_file
 
     return recipe.replace(classes=str(classes_file(recipe)))
 
@@ -124,8 +128,10 @@ def _bench(recipe, options: argparse.Namespace) -> int:
     from visionzoo.engine import bench
 
     if options.runtime is not None:
-        rows = bench.bench_recipe_inference(recipe, options.runtime, steps=options.steps, warmup=options.warmup)
-        print(bench.format_inference_bench(rows, options.json))
+        from visionzoo.export.inference_bench import bench_recipe_inference, format_inference_bench
+
+        rows = bench_recipe_inference(recipe, options.runtime, steps=options.steps, warmup=options.warmup)
+        print(format_inference_bench(rows, options.json))
         return 0
     result = bench.bench(recipe, options.mode, steps=options.steps, warmup=options.warmup)
     print(json.dumps(result) if options.json else bench.format_bench(result))

@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from visionzoo.data.files import is_regular_file
 from visionzoo.errors import VisionZooError
+from visionzoo.files import is_regular_file
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
 def read_run(path: Path) -> Run:
     """A finished run's files, or a VisionZooError saying why it cannot be reported."""
-    from visionzoo.engine.checkpoint import remove_stale_temporaries
+    from visionzoo.files import remove_stale_temporaries
 
     if not path.is_dir():
         raise VisionZooError("no such directory")
@@ -144,7 +144,7 @@ def plot_curves(runs: list[Run], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from visionzoo.engine.checkpoint import atomic_write
+    from visionzoo.files import save_figure
 
     panels = (("train_loss", "training loss"), ("lr", "learning rate (last step of the epoch)"), (None, "main metric"))
     figure, axes = plt.subplots(1, 3, figsize=(16, 5))
@@ -166,6 +166,6 @@ def plot_curves(runs: list[Run], path: Path) -> Path:
     axes[2].set(title=f"main metric ({', '.join(metrics)}; higher is better)")
     axes[2].legend(fontsize=8, loc="best")
     figure.tight_layout()
-    atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=100, format="png"))
+    save_figure(path, figure)
     plt.close(figure)
     return path

@@ -8,7 +8,6 @@ array under the cache folder, keyed by a fingerprint of the sources, so later ep
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
@@ -21,15 +20,16 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from visionzoo.data.cache import cache_dir
-from visionzoo.data.files import require_regular_file
 from visionzoo.data.sampling import SampleKey, sample_rng
 from visionzoo.errors import VisionZooError
+from visionzoo.files import atomic_write, exclusive_lock, require_regular_file, write_csv, write_json
 
 VIDEO_INFO = "video_info_new.csv"
 VIDEO_ANNO = "anet_anno_action.json"
@@ -252,28 +252,6 @@ def _cached_array(directory: Path, names: list[str], shape: tuple[int, int, int]
     return array_path
 
 
-@contextlib.contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
-    """Let one process (e.g. one DDP rank) build while the others wait for it, where the OS offers flock."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: concurrent builds stay correct (atomic renames), only duplicated
-        yield
-        return
-    with open(path, "a") as handle:  # "a": an existing file (any file) can serve as the lock, untouched
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def build_feature_cache(
     feature_dir: str | Path, names: list[str], temporal_scale: int, feat_dim: int, workers: int = 1
 ) -> Path:
@@ -293,19 +271,18 @@ def build_feature_cache(
         if (found := _cached_array(directory, names, shape)) is not None:
             return found
         array_path = directory / "features.npy"
-        tmp = directory / f".features.{os.getpid()}.tmp.npy"
-        try:
+
+        def fill(tmp: Path) -> None:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
             paths = [feature_dir / f"{name}.csv" for name in names]
             for i, features in enumerate(_parsed(paths, temporal_scale, feat_dim, workers)):
                 out[i] = features
             out.flush()
             del out
-            os.replace(tmp, array_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+
+        atomic_write(array_path, fill)
         index = {"version": CACHE_VERSION, "feature_dir": str(feature_dir.resolve()), "videos": names}
-        _write_atomically(directory / "index.json", json.dumps(index).encode())
+        write_json(directory / "index.json", index)
     return array_path
 
 
@@ -477,7 +454,18 @@ def format_feature_csv(values: np.ndarray) -> str:
 def write_video_info(path: Path, rows: list[list[object]]) -> None:
     """video_info_new.csv: one row per video in the columns (video, numFrame, seconds, fps, rfps, subset,
     featureFrame) that BSN/BMN's loaders read."""
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(INFO_COLUMNS)
-        writer.writerows(rows)
+    write_csv(path, INFO_COLUMNS, rows)
+
+
+def segment_array(path: Path, video: str, items: Any, with_score: bool) -> np.ndarray:
+    """[k, 2] segments (or [k, 3] with the score) of one video's entries, checked."""
+    rows = []
+    for k, item in enumerate(items if isinstance(items, list) else [None]):
+        segment = item.get("segment") if isinstance(item, dict) else None
+        score = item.get("score") if isinstance(item, dict) and with_score else 0.0
+        values = [*segment, score] if isinstance(segment, list) and len(segment) == 2 else None
+        if values is None or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in values):
+            need = '{"segment": [start, end], "score": s}' if with_score else '{"segment": [start, end], ...}'
+            raise VisionZooError(f"{path}: video {video}: entry {k} must be {need}, got {item!r}")
+        rows.append(values if with_score else values[:2])
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 3 if with_score else 2)

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from visionzoo.data.sampling import SampleKey, sample_rng
 from visionzoo.data.transforms import random_pad_crop
 from visionzoo.errors import VisionZooError
+from visionzoo.files import write_bytes
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE, META_FILE = "test_batch", "batches.meta"
@@ -139,5 +140,4 @@ class Cifar10(Dataset):
 
 def write_batch(path: Path, obj: dict[str, Any]) -> None:
     """Write one batch in the CIFAR-10 python format (used to make datasets in that format)."""
-    with open(path, "wb") as handle:
-        pickle.dump(obj, handle, protocol=2)
+    write_bytes(path, pickle.dumps(obj, protocol=2))

@@ -19,10 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from visionzoo.data.activitynet import VIDEO_INFO, exclusive_lock, format_feature_csv, pool_snippets, write_video_info
+from visionzoo.data.activitynet import VIDEO_INFO, format_feature_csv, pool_snippets, write_video_info
 from visionzoo.data.video import VideoMeta
-from visionzoo.engine.checkpoint import atomic_write, is_temporary, remove_stale_temporaries
 from visionzoo.errors import VisionZooError
+from visionzoo.files import (
+    exclusive_lock,
+    is_temporary,
+    read_json,
+    remove_stale_temporaries,
+    write_json,
+    write_npy,
+    write_text,
+)
 
 FEATURES_FORMAT = "visionzoo-features-v1"
 FEATURES_JSON = "features.json"
@@ -63,17 +71,25 @@ class FeatureSpec:
         return cls(**{key: found[key] for key in cls.__dataclass_fields__ if key in found})
 
 
+def read_feature_description(path: Path) -> dict[str, Any]:
+    """Any features.json (a BSN-layout folder's `FeatureSpec`, or per-video snippet features' stride and size)."""
+    spec = read_json(path, "features description")
+    if not isinstance(spec, dict) or spec.get("format") != FEATURES_FORMAT:
+        raise VisionZooError(f"{path}: not a visionzoo features description (format {FEATURES_FORMAT})")
+    return spec
+
+
+def write_feature_description(path: Path, feat_dim: int, snippet_frames: int, **description: object) -> None:
+    """features.json of per-video snippet features (THUMOS14 layout): their size, stride and origin."""
+    write_json(path, {"format": FEATURES_FORMAT, "snippet_frames": snippet_frames, "feat_dim": feat_dim} | description)
+
+
 def read_features_json(directory: Path) -> dict[str, Any] | None:
     """The folder's features.json, checked; None when there is none (features made elsewhere)."""
     path = Path(directory) / FEATURES_JSON
     if not path.is_file():
         return None
-    try:
-        spec = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise VisionZooError(f"{path}: unreadable ({err})") from None
-    if not isinstance(spec, dict) or spec.get("format") != FEATURES_FORMAT:
-        raise VisionZooError(f"{path}: not a visionzoo features description (format {FEATURES_FORMAT})")
+    spec = read_feature_description(path)
     missing = [key for key in KIND_KEYS if key not in spec]
     if missing:
         raise VisionZooError(f"{path}: lacks {', '.join(missing)}")
@@ -124,8 +140,7 @@ class FeatureFolder:
             raise VisionZooError(
                 f"--output {self.root}: exists and is not a feature folder (no {FEATURES_JSON}); choose another one"
             )
-        text = json.dumps(self.spec.to_dict(), indent=2)
-        atomic_write(self.root / FEATURES_JSON, lambda tmp: tmp.write_text(text))
+        write_json(self.root / FEATURES_JSON, self.spec.to_dict())
 
     def record(self, name: str) -> dict[str, Any] | None:
         try:
@@ -141,16 +156,9 @@ class FeatureFolder:
         """The video's CSV (and snippets), then its record: each atomically, the record last."""
         s, T = self.spec.snippet_frames, self.spec.temporal_scale
         pooled = pool_snippets(snippets, T, s, meta.frames, meta.seconds)
-        text = format_feature_csv(pooled)
-        atomic_write(self.csv_dir / f"{name}.csv", lambda tmp: tmp.write_text(text))
+        write_text(self.csv_dir / f"{name}.csv", format_feature_csv(pooled))
         if keep_snippets:
-            array = np.ascontiguousarray(snippets, dtype=np.float32)
-
-            def save(tmp: Path) -> None:
-                with open(tmp, "wb") as handle:  # np.save on a path would append ".npy" to the temporary name
-                    np.save(handle, array)
-
-            atomic_write(self.snippets / f"{name}.npy", save)
+            write_npy(self.snippets / f"{name}.npy", np.ascontiguousarray(snippets, dtype=np.float32))
         record = {
             "video": name,
             "source": str(source),
@@ -164,7 +172,7 @@ class FeatureFolder:
             "rotation": meta.rotation,
             "snippets_file": keep_snippets,
         }
-        atomic_write(self.records / f"{name}.json", lambda tmp: tmp.write_text(json.dumps(record)))
+        write_text(self.records / f"{name}.json", json.dumps(record))
 
     def remove_leftovers(self, all_owners: bool = False) -> int:
         """Delete temporary files of killed runs: this machine's dead processes, or every owner's (`--merge`)."""
@@ -182,7 +190,7 @@ class FeatureFolder:
                     frames, seconds, fps = record["numFrame"], record["seconds"], record["fps"]
                     subset = subsets.get(path.stem, UNLABELLED_SUBSET)
                     rows.append([path.stem, frames, seconds, fps, frames / seconds, subset, record["featureFrame"]])
-            atomic_write(self.root / VIDEO_INFO, lambda tmp: write_video_info(tmp, rows))
+            write_video_info(self.root / VIDEO_INFO, rows)
         return self.root / VIDEO_INFO
 
 

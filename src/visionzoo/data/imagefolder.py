@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from visionzoo.data.files import directory_key, walk_files
 from visionzoo.data.sampling import SampleKey, sample_rng
 from visionzoo.data.transforms import MAX_IMAGE_PIXELS, EvalTransform, TrainTransform, open_image
 from visionzoo.errors import VisionZooError
+from visionzoo.files import directory_key, walk_files
 
 logger = logging.getLogger(__name__)
 

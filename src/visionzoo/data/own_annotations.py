@@ -164,7 +164,7 @@ def convert_annotations(
     annotations: str | Path, features: str | Path, val_fraction: float = 0.25, seed: int = 0
 ) -> dict[str, int]:
     """Write anet_anno_action.json and the subsets of video_info_new.csv in `features`; counts per subset."""
-    from visionzoo.engine.checkpoint import atomic_write
+    from visionzoo.files import write_text
 
     if not 0 <= val_fraction < 1:
         raise VisionZooError(f"--val-fraction {val_fraction}: must be in [0, 1)")
@@ -205,8 +205,8 @@ def convert_annotations(
             "annotations": [{"segment": [a.start, a.end], "label": a.label} for a in by_video.get(name, [])],
         }
         rows.append([row[column] if column != "subset" else subset for column in INFO_COLUMNS])
-    atomic_write(features / VIDEO_ANNO, lambda tmp: tmp.write_text(json.dumps(database)))
-    atomic_write(features / VIDEO_INFO, lambda tmp: write_video_info(tmp, rows))
+    write_text(features / VIDEO_ANNO, json.dumps(database))
+    write_video_info(features / VIDEO_INFO, rows)
     return counts
 
 

@@ -36,11 +36,11 @@ from torch.utils.data import Dataset
 
 from visionzoo.data.activitynet import read_feature_csv
 from visionzoo.data.cache import cache_dir
+from visionzoo.data.feature_folder import FEATURES_JSON, read_feature_description
 from visionzoo.data.sampling import SampleKey
 from visionzoo.errors import VisionZooError
+from visionzoo.files import write_npy, write_text
 
-FEATURES_JSON = "features.json"
-FEATURES_FORMAT = "visionzoo-features-v1"
 CLASS_FILE_SUFFIXES = {"validation": "_val.txt", "test": "_test.txt"}
 AMBIGUOUS = "Ambiguous"
 CACHE_VERSION = 1
@@ -96,7 +96,8 @@ def _labelled(items: object) -> bool:
 
 def _load_database(path: Path) -> Annotations:
     """Instances per video of a database JSON: {"database": {video: {"annotations": [...]}}} or the bare mapping."""
-    from visionzoo.tasks.postprocess import read_json, segment_array
+    from visionzoo.data.activitynet import segment_array
+    from visionzoo.files import read_json
 
     data = read_json(path, "annotation JSON")
     database = data.get("database", data) if isinstance(data, dict) else None
@@ -171,11 +172,7 @@ def snippet_frames_of(root: Path, given: int, feat_dim: int) -> int:
         if given > 0:
             return given
         raise VisionZooError(f"{path}: missing; give the snippet stride in frames with --snippet-frames")
-    from visionzoo.tasks.postprocess import read_json
-
-    info = read_json(path, "feature description")
-    if not isinstance(info, dict) or info.get("format") != FEATURES_FORMAT:
-        raise VisionZooError(f"{path}: not a {FEATURES_FORMAT} feature description")
+    info = read_feature_description(path)
     if info.get("feat_dim") not in (None, feat_dim):
         raise VisionZooError(f"{path}: features of {info['feat_dim']} dimensions, but --feat-dim is {feat_dim}")
     frames = given or info.get("snippet_frames")
@@ -235,14 +232,11 @@ def prepare_features(feature_dir: Path, names: list[str], feat_dim: int) -> list
     for path in sources:
         values = _checked_array(path, feat_dim)
         if path.suffix == ".csv":
-            target, tmp = directory / f"{path.stem}.npy", directory / f".{path.stem}.{os.getpid()}.tmp.npy"
-            np.save(tmp, values)
-            os.replace(tmp, target)
+            target = directory / f"{path.stem}.npy"
+            write_npy(target, values)
             path = target
         prepared.append((str(path), int(values.shape[0])))
-    tmp = directory / f".index.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(prepared))
-    os.replace(tmp, index_path)  # renamed in last: an interrupted check is redone, never trusted
+    write_text(index_path, json.dumps(prepared))  # written last: an interrupted check is redone, never trusted
     return [(Path(path), length) for path, length in prepared]
 
 
@@ -390,9 +384,4 @@ def write_class_files(folder: Path, subset: str, annotations: Annotations, class
         for (start, end), label in zip(segments, labels, strict=True):
             lines[label].append(f"{name} {start:.1f} {end:.1f}\n")
     for label, rows in lines.items():
-        (folder / f"{label}{suffix}").write_text("".join(rows))
-
-
-def write_features_json(path: Path, feat_dim: int, snippet_frames: int, **description: object) -> None:
-    info = {"format": FEATURES_FORMAT, "snippet_frames": snippet_frames, "feat_dim": feat_dim} | description
-    path.write_text(json.dumps(info, indent=2) + "\n")
+        write_text(folder / f"{label}{suffix}", "".join(rows))

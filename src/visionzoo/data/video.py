@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from visionzoo.errors import VisionZooError
+from visionzoo.files import atomic_write
 
 INSTALL_HINT = "PyAV is not installed; reading videos needs: pip install 'visionzoo[video]'"
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".ogv")
@@ -212,6 +213,9 @@ def encoder_available(codec: str) -> bool:
     return True
 
 
+CONTAINER_FORMATS = {".mkv": "matroska", ".m4v": "mp4", ".3gp": "3gp"}  # suffix -> FFmpeg muxer, where they differ
+
+
 def write_video(
     path: str | Path,
     frames: Iterable[np.ndarray],
@@ -227,22 +231,27 @@ def write_video(
     """
     av = require_av()
     path = Path(path)
-    container = av.open(str(path), "w")
-    try:
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        stream.pix_fmt = "yuv420p"
-        if times is not None:
-            stream.time_base = Fraction(1, 1000)
-        if rotation:
-            stream.set_display_rotation(rotation)
-        for i, rgb in enumerate(frames):
-            if i == 0:
-                stream.height, stream.width = rgb.shape[:2]
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    container_format = CONTAINER_FORMATS.get(path.suffix.lower(), path.suffix.lstrip(".").lower())
+
+    def encode(tmp: Path) -> None:
+        container = av.open(str(tmp), "w", format=container_format)  # the temporary name has no suffix to go by
+        try:
+            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+            stream.pix_fmt = "yuv420p"
             if times is not None:
-                frame.pts, frame.time_base = round(times[i] * 1000), Fraction(1, 1000)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    finally:
-        container.close()
+                stream.time_base = Fraction(1, 1000)
+            if rotation:
+                stream.set_display_rotation(rotation)
+            for i, rgb in enumerate(frames):
+                if i == 0:
+                    stream.height, stream.width = rgb.shape[:2]
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+                if times is not None:
+                    frame.pts, frame.time_base = round(times[i] * 1000), Fraction(1, 1000)
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+        finally:
+            container.close()
+
+    atomic_write(path, encode)
     return path

@@ -12,9 +12,9 @@ from torch.utils.data import DataLoader
 
 from visionzoo.data.sampling import EvalSampler, make_loader
 from visionzoo.engine import distributed
-from visionzoo.engine.checkpoint import remove_stale_temporaries
 from visionzoo.engine.distributed import DistInfo
 from visionzoo.engine.precision import autocast, compiled, resolve_amp
+from visionzoo.files import remove_stale_temporaries
 from visionzoo.models.weights import load_checkpoint
 from visionzoo.recipes.base import Recipe
 from visionzoo.tasks import make_task

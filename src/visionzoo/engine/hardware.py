@@ -182,7 +182,7 @@ def peak_flops(dtype: torch.dtype, device: torch.device) -> dict[str, float]:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         pass
-    from visionzoo.engine.checkpoint import write_json
+    from visionzoo.files import write_json
 
     results = _measure_peak(dtype, device)
     results["peak"] = max(results["gemm"], results["conv"])

@@ -11,11 +11,7 @@ import math
 import torch
 import torch.nn as nn
 
-from visionzoo.errors import VisionZooError
 from visionzoo.recipes.base import Recipe
-
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "step", "multistep", "cosine")
 
 
 def effective_lr(recipe: Recipe, world_size: int) -> float:
@@ -39,9 +35,7 @@ def build_optimizer(model: nn.Module, recipe: Recipe, lr: float) -> torch.optim.
         return torch.optim.SGD(groups, lr=lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
     if name == "adam":
         return torch.optim.Adam(groups, lr=lr)
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
-    raise VisionZooError(f"--optimizer {recipe.optimizer}: expected one of {', '.join(OPTIMIZERS)}")
+    return torch.optim.AdamW(groups, lr=lr)  # adamw: the recipe's type allows no other value
 
 
 def lr_at(recipe: Recipe, base_lr: float, step: int, steps_per_epoch: int) -> float:
@@ -56,13 +50,11 @@ def lr_at(recipe: Recipe, base_lr: float, step: int, steps_per_epoch: int) -> fl
         return base_lr * recipe.decay_rate ** (whole_epochs // max(1, recipe.decay_epochs))
     if recipe.sched == "multistep":
         return base_lr * recipe.decay_rate ** sum(whole_epochs >= m for m in recipe.decay_milestones)
-    if recipe.sched == "cosine":
-        span = recipe.epochs - recipe.warmup_epochs - recipe.cooldown_epochs
-        progress = (epoch - recipe.warmup_epochs) / span if span > 0 else 1.0
-        if progress >= 1.0:
-            return recipe.min_lr
-        return recipe.min_lr + 0.5 * (base_lr - recipe.min_lr) * (1.0 + math.cos(math.pi * progress))
-    raise VisionZooError(f"--sched {recipe.sched}: expected one of {', '.join(SCHEDULES)}")
+    span = recipe.epochs - recipe.warmup_epochs - recipe.cooldown_epochs  # cosine: the one schedule left
+    progress = (epoch - recipe.warmup_epochs) / span if span > 0 else 1.0
+    if progress >= 1.0:
+        return recipe.min_lr
+    return recipe.min_lr + 0.5 * (base_lr - recipe.min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
 def optimizer_step(

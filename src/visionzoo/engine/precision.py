@@ -2,7 +2,7 @@
 
 `auto` takes, on CUDA, the seed's fp16 when the recipe's seed trained in fp16, else bf16 where the GPU supports
 it, else fp16 with the gradient scaler; on CPU bf16 only where it is native (AMX or AVX512-BF16 in the CPU
-flags, confirmed by a tiny timed probe, since virtual machines can show flags that the host emulates), fp32
+flags: a rule, never a timing, so that a busy machine gets the same answer), fp32
 otherwise: emulated bf16 is many times slower than fp32 (docs/benchmarks.md). Every command resolves the
 request once, says what it chose and why, and runs the resolved precision.
 """
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from dataclasses import dataclass
-from functools import cache
 
 import torch
 import torch.nn as nn
@@ -23,9 +21,7 @@ from visionzoo.errors import VisionZooError
 
 logger = logging.getLogger(__name__)
 
-AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-PROBE_SIZE = 512  # a matmul big enough to time, small enough to cost milliseconds where bf16 is native
 
 
 @dataclass(frozen=True)
@@ -38,38 +34,18 @@ class Precision:
         return f"amp {self.requested} -> {self.resolved} ({self.reason})"
 
 
-@cache
-def bf16_speedup_on_cpu() -> float:
-    """bf16 over fp32 matmul throughput on this CPU (best of 3 short timings each), measured once per process."""
-    timings = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        a = torch.randn(PROBE_SIZE, PROBE_SIZE).to(dtype)
-        b = torch.randn(PROBE_SIZE, PROBE_SIZE).to(dtype)
-        a @ b  # first call: kernel selection and allocation
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            a @ b
-            best = min(best, time.perf_counter() - start)
-        timings[dtype] = best
-    return timings[torch.float32] / timings[torch.bfloat16]
-
-
 def _cpu_auto() -> tuple[str, str]:
+    """A rule on the CPU's flags alone, never a timing: the same answer on every run of the same machine,
+    however busy it is (docs/speed.md has what each kind measured)."""
     flags = cpu_flags()
     isa = vector_isa(flags)
     if not has_native_bf16(flags):
         return "off", f"{isa} CPU without native bf16: fp32"
-    speedup = bf16_speedup_on_cpu()
-    if speedup < 1.0:
-        return "off", f"{isa} in the flags, but a bf16 matmul ran {speedup:.2f}x fp32 here (emulated): fp32"
-    return "bf16", f"{isa} CPU, native bf16 (bf16 matmul {speedup:.1f}x fp32)"
+    return "bf16", f"{isa} CPU, native bf16"
 
 
 def resolve_amp(requested: str, device: torch.device, seed_amp: str = "off") -> Precision:
     """The precision to run `requested` with on `device`; `seed_amp` is what the recipe's seed used."""
-    if requested not in AMP_CHOICES:
-        raise VisionZooError(f"--amp {requested}: expected one of {', '.join(AMP_CHOICES)}")
     if device.type == "cuda":
         if requested != "auto":
             return Precision(requested, requested, "as asked")
@@ -86,12 +62,10 @@ def resolve_amp(requested: str, device: torch.device, seed_amp: str = "off") -> 
         resolved, reason = _cpu_auto()
         return Precision(requested, resolved, reason)
     if requested == "bf16" and not has_native_bf16(cpu_flags()):
-        speedup = bf16_speedup_on_cpu()
         logger.warning(
-            "--amp bf16: this CPU (%s) has no native bf16; it is emulated, a matmul ran %.2fx fp32 here "
-            "(--amp auto would take fp32)",
+            "--amp bf16: this CPU (%s) has no native bf16; it is emulated, many times slower than fp32 "
+            "(docs/benchmarks.md; --amp auto would take fp32)",
             vector_isa(cpu_flags()),
-            speedup,
         )
         return Precision(requested, "bf16", "as asked; emulated on this CPU")
     return Precision(requested, requested, "as asked")

@@ -15,7 +15,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from visionzoo.engine.checkpoint import write_text
+from visionzoo.files import append_text, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +78,7 @@ class MetricsWriter:
         write_text(self.path, "".join(json.dumps(record) + "\n" for record in history))
 
     def append(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        append_text(self.path, json.dumps(record) + "\n")
         if self.tensorboard is not None:
             for key, value in record.items():
                 if isinstance(value, int | float) and key != "epoch":

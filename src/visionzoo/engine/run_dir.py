@@ -18,10 +18,11 @@ from typing import Any
 import torch.nn as nn
 import yaml
 
-from visionzoo.data.files import require_regular_file
+from visionzoo import files
 from visionzoo.engine import checkpoint, distributed
 from visionzoo.engine.distributed import DistInfo
 from visionzoo.errors import VisionZooError
+from visionzoo.files import require_regular_file
 from visionzoo.recipes.base import Recipe
 
 logger = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def prepare_run_dir(run_dir: Path) -> None:
     except OSError as err:
         raise VisionZooError(f"--output {run_dir}: cannot write there ({err.strerror or err})") from None
     if run_dir.is_dir():
-        checkpoint.remove_stale_temporaries(run_dir)
+        files.remove_stale_temporaries(run_dir)
 
 
 def check_compatible(state: dict[str, Any], recipe: Recipe, world_size: int, model: nn.Module, source: Path) -> None:

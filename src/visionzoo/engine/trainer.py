@@ -20,13 +20,14 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
+from visionzoo import files
 from visionzoo.data.sampling import TrainSampler, make_loader, report_worker_deaths_where_waited
 from visionzoo.engine import checkpoint, distributed
 from visionzoo.engine.distributed import DistInfo
 from visionzoo.engine.evaluate import eval_loader, evaluate
 from visionzoo.engine.hardware import machine
 from visionzoo.engine.optim import ModelEMA, build_optimizer, effective_lr, lr_at, optimizer_step
-from visionzoo.engine.precision import autocast, compiled, grad_scaler, resolve_amp
+from visionzoo.engine.precision import Precision, autocast, compiled, grad_scaler, resolve_amp
 from visionzoo.engine.progress import EpochProgress, MetricsWriter
 from visionzoo.engine.rng import capture_rng, restore_rng, seed_everything
 from visionzoo.engine.run_dir import RunOptions, agree_on_run
@@ -144,7 +145,7 @@ def train(recipe: Recipe, options: RunOptions) -> dict[str, Any]:
                 writer.close()
         summary = _summary(recipe, state, time.monotonic() - run_start, info)
         if info.is_main:
-            checkpoint.write_json(t.run_dir / "summary.json", summary)
+            files.write_json(t.run_dir / "summary.json", summary)
             print(_final_block(summary, t.task), flush=True)
         distributed.barrier(info)
         return summary | {"run_dir": str(t.run_dir)}
@@ -154,15 +155,19 @@ def train(recipe: Recipe, options: RunOptions) -> dict[str, Any]:
 
 def _set_up(recipe: Recipe, options: RunOptions, info: DistInfo) -> tuple[Training, TrainState]:
     """Model, data, optimizer and run directory; the saved state restored when resuming."""
-    precision = resolve_amp(recipe.amp, info.device, recipe.seed_amp)
-    config = recipe.to_dict() | {"amp_resolved": precision.resolved}  # the request and what it became
-    recipe = recipe.replace(amp=precision.resolved)
     if recipe.sync_bn and info.enabled and info.device.type != "cuda":
         raise VisionZooError("--sync-bn: PyTorch's SyncBatchNorm runs on CUDA devices only; on CPU train without it")
     task = make_task(recipe)
     seed_everything(recipe.seed + info.rank)
     model = task.build_model()
     run_dir, saved = agree_on_run(recipe, options, info, model)
+    precision = resolve_amp(recipe.amp, info.device, recipe.seed_amp)
+    kept = (saved or {}).get("config", {}).get("amp_resolved") if recipe.amp == "auto" else None
+    if kept in ("off", "bf16", "fp16") and kept != precision.resolved:  # a resumed run goes on as it started
+        why = f"kept from the run being resumed (here auto would take {precision.resolved})"
+        precision = Precision(recipe.amp, kept, why)
+    config = recipe.to_dict() | {"amp_resolved": precision.resolved}  # the request and what it became
+    recipe = recipe.replace(amp=precision.resolved)
     if options.finetune is not None and saved is None:
         dropped = load_checkpoint(model, options.finetune, adapt_classifier=True)
         if info.is_main:
@@ -205,7 +210,7 @@ def _set_up(recipe: Recipe, options: RunOptions, info: DistInfo) -> tuple[Traini
     if saved is not None:
         _restore(t, state, saved)
     if info.is_main:
-        checkpoint.write_yaml(run_dir / "config.yaml", config)
+        files.write_yaml(run_dir / "config.yaml", config)
         logger.info("%s", precision.describe())
         logger.info(
             "%s: %d train / %d val samples, %d steps/epoch, global batch %d, lr %g, %s, %s, %d process(es) -> %s",

@@ -21,14 +21,16 @@ from typing import Any
 
 import torch.nn as nn
 
-from visionzoo.engine.checkpoint import remove_stale_temporaries
 from visionzoo.errors import VisionZooError
+from visionzoo.files import remove_stale_temporaries
 from visionzoo.recipes.base import (
     ClassificationRecipe,
+    Interpolation,
     ProposalRecipe,
     Recipe,
     VideoClassifierRecipe,
     WindowedProposalRecipe,
+    choices,
 )
 from visionzoo.recipes.overrides import merge_values, read_yaml_mapping
 from visionzoo.tasks.postprocess import SoftNMSSettings
@@ -64,6 +66,12 @@ class ModelCard:
         missing = {"model", "task", "model_kwargs", "input_shape", "preprocessing"} - set(data)
         if missing:
             raise VisionZooError(f"{source}: model card lacks {', '.join(sorted(missing))}")
+        interpolation = data["preprocessing"].get("interpolation") if isinstance(data["preprocessing"], dict) else None
+        if interpolation is not None and interpolation not in choices(Interpolation):
+            raise VisionZooError(
+                f"{source}: preprocessing.interpolation must be one of {', '.join(choices(Interpolation))}, got "
+                f"{interpolation!r}"
+            )
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def build_model(self, pretrained: str | Path | None = None, **overrides: Any) -> nn.Module:

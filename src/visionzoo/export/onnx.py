@@ -28,6 +28,7 @@ from visionzoo.data.transforms import normalize
 from visionzoo.errors import VisionZooError
 from visionzoo.export.model_card import ONNX_CARD_KEY, ModelCard
 from visionzoo.export.runtime import INPUT_NAME, onnx_batch_dim, onnx_session, require
+from visionzoo.files import write_bytes
 
 DEFAULT_OPSET = 17
 RELATIVE_TOLERANCE = 1e-4  # fp32
@@ -116,7 +117,7 @@ def _save_with_card(proto, path: Path, card: ModelCard) -> None:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "visionzoo"
-    onnx.save(proto, str(path))
+    write_bytes(path, proto.SerializeToString())  # models over 2 GB would need external data: none in the zoo
     onnx.checker.check_model(str(path), full_check=True)
 
 

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from visionzoo.data.files import require_regular_file
 from visionzoo.data.transforms import input_geometry, normalize
 from visionzoo.engine.precision import compute_dtype, resolve_amp
 from visionzoo.errors import VisionZooError
 from visionzoo.export.model_card import ModelCard
 from visionzoo.export.runtime import Runtime
+from visionzoo.files import require_regular_file, write_csv, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -107,16 +107,15 @@ def predict_images(
 
 def write_predictions(path: Path, predictions: list[Prediction]) -> Path:
     """CSV (one row per file and rank: file, rank, index, name, probability) or JSON (a list per file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".json":
-        path.write_text(json.dumps([{"file": p.file, "topk": p.topk} for p in predictions], indent=2) + "\n")
+        write_json(path, [{"file": p.file, "topk": p.topk} for p in predictions])
     elif path.suffix == ".csv":
-        with open(path, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["file", "rank", "index", "name", "probability"])
-            for p in predictions:
-                for rank, entry in enumerate(p.topk, start=1):
-                    writer.writerow([p.file, rank, entry["index"], entry["name"], f"{entry['probability']:.6f}"])
+        rows = [
+            [p.file, rank, entry["index"], entry["name"], f"{entry['probability']:.6f}"]
+            for p in predictions
+            for rank, entry in enumerate(p.topk, start=1)
+        ]
+        write_csv(path, ["file", "rank", "index", "name", "probability"], rows)
     else:
         raise VisionZooError(f"--output {path}: expected a .csv or .json file")
     return path
@@ -198,7 +197,8 @@ def predict_proposals(
 def _long_video(path: Path, feat_dim: int, snippet_frames: int, known: dict[str, tuple[float, float]]):
     """The LongVideo of one feature file: its snippet stride from features.json beside or above it (else the
     recipe's), its duration and fps from the info CSV (else one snippet counts as one second)."""
-    from visionzoo.data.thumos14 import FEATURES_JSON, LongVideo, prepare_features, snippet_frames_of
+    from visionzoo.data.feature_folder import FEATURES_JSON
+    from visionzoo.data.thumos14 import LongVideo, prepare_features, snippet_frames_of
 
     root = path.parent.parent if (path.parent.parent / FEATURES_JSON).is_file() else path.parent
     frames = snippet_frames_of(root, snippet_frames, feat_dim)

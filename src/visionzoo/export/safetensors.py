@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from visionzoo.engine.checkpoint import save_weights, write_text
+from visionzoo.engine.checkpoint import save_weights
 from visionzoo.export.model_card import ModelCard, card_path
+from visionzoo.files import write_text
 
 
 def export_safetensors(model: nn.Module, card: ModelCard, path: str | Path) -> tuple[Path, Path]:

@@ -9,7 +9,6 @@ the snippets cover, min(featureFrame, numFrame) / numFrame * seconds (with 16-fr
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -19,53 +18,30 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from visionzoo.errors import VisionZooError
+from visionzoo.files import save_figure
 
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: heavy imports wait until used
     from visionzoo.data.feature_folder import FeatureFolder
+    from visionzoo.export.feature_extractor import ExtractionSettings
     from visionzoo.export.model_card import ModelCard
     from visionzoo.export.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
 SHOWN = 10  # proposals per video in the SRT and the timeline
-DEFAULT_OUTPUT = Path("output/predict")
 
 
-def add_video_arguments(p: argparse.ArgumentParser) -> None:
-    """`predict` options for raw videos (with --backbone, or when the inputs are video files)."""
-    from visionzoo.commands.features import add_extraction_arguments
-
-    group = p.add_argument_group("BMN on raw videos (default settings: those of the checkpoint's features)")
-    add_extraction_arguments(group, defaults_from_checkpoint=True)
-    group.add_argument("--ground-truth", type=Path, help="annotation CSV or JSON, drawn beside the proposals")
-    group.add_argument("--show", type=int, default=SHOWN, help="proposals per video in the SRT and the timeline")
-    group.add_argument("--device", default="auto", help="where the backbone runs: auto | cpu | cuda")
-
-
-def wants_videos(args: argparse.Namespace, card: ModelCard) -> bool:
-    from visionzoo.data.video import is_video_file
-
-    return card.task == "proposals" and (args.backbone is not None or any(is_video_file(p.name) for p in args.inputs))
-
-
-def _settings(args: argparse.Namespace, card: ModelCard) -> dict[str, Any]:
-    """The extraction settings: the flags given, else those of the checkpoint's training features, else defaults."""
+def trained_features(card: ModelCard) -> dict[str, Any]:
+    """The extraction settings of the checkpoint's training features (its features.json), as defaults for the
+    extraction of new videos; the BMN's own T."""
     trained = card.preprocessing.get("features") or {}
-    feat_dim, temporal_scale = card.input_shape
-    settings = {
-        "backbone": args.backbone or trained.get("backbone"),
-        "layer": args.layer or trained.get("layer", "pre_logits"),
-        "img_size": args.img_size or trained.get("img_size"),
-        "snippet_frames": args.snippet_frames or trained.get("snippet_frames", 16),
-        "temporal_scale": args.temporal_scale or temporal_scale,
-        "init_seed": args.init_seed if args.init_seed is not None else (trained.get("init_seed") or 0),
-        "amp": args.amp or trained.get("amp", "auto"),
-    }
-    if settings["backbone"] is None:
-        raise VisionZooError("predict on videos: give --backbone MODEL (the checkpoint does not record its features)")
-    if settings["temporal_scale"] != temporal_scale:
-        raise VisionZooError(f"--temporal-scale {settings['temporal_scale']}: this BMN takes T={temporal_scale}")
-    return settings | {"trained": trained, "feat_dim": feat_dim}
+    keys = ("backbone", "layer", "img_size", "snippet_frames", "init_seed", "amp")
+    return {key: trained.get(key) for key in keys} | {"temporal_scale": card.input_shape[1]}
+
+
+def check_settings(card: ModelCard, settings: ExtractionSettings) -> None:
+    if settings.temporal_scale != card.input_shape[1]:
+        raise VisionZooError(f"--temporal-scale {settings.temporal_scale}: this BMN takes T={card.input_shape[1]}")
 
 
 def _video_key(path: Path) -> str:
@@ -75,26 +51,25 @@ def _video_key(path: Path) -> str:
     return f"{path.stem}-{tag}"
 
 
-def video_features(args: argparse.Namespace, card: ModelCard, videos: list[tuple[str, Path]]) -> FeatureFolder:
-    """The feature folder (in the cache) holding every readable video's features, extracted where missing."""
+def video_features(
+    card: ModelCard, settings: ExtractionSettings, videos: list[tuple[str, Path]], source: Path
+) -> FeatureFolder:
+    """The feature folder (in the cache) holding every readable video's features, extracted where missing;
+    features of another kind than the BMN (`source`) was trained on are refused."""
     from visionzoo.data.cache import cache_dir
     from visionzoo.data.feature_folder import FeatureFolder, kind_differences
-    from visionzoo.data.snippet_features import extract_features
-    from visionzoo.engine.distributed import resolve_device
-    from visionzoo.export.snippet_features import load_featurizer
+    from visionzoo.export.feature_extractor import extract_features, load_featurizer
 
-    s = _settings(args, card)
-    featurizer = load_featurizer(
-        s["backbone"], args.pretrained, s["img_size"], s["layer"], s["amp"], resolve_device(args.device), s["init_seed"]
-    )
-    spec = featurizer.spec(s["snippet_frames"], s["temporal_scale"])
-    wanted = spec.to_dict()
-    differences = kind_differences(s["trained"], wanted) if s["trained"] else []
-    if differences or spec.feat_dim != s["feat_dim"]:
-        why = "; ".join(differences) or f"feat_dim {s['feat_dim']} vs {spec.feat_dim}"
+    check_settings(card, settings)
+    featurizer = load_featurizer(settings)
+    spec = featurizer.spec()
+    wanted, trained = spec.to_dict(), card.preprocessing.get("features") or {}
+    differences = kind_differences(trained, wanted) if trained else []
+    if differences or spec.feat_dim != card.input_shape[0]:
+        why = "; ".join(differences) or f"feat_dim {card.input_shape[0]} vs {spec.feat_dim}"
         raise VisionZooError(
-            f"{args.checkpoint or args.onnx}: this BMN was trained on features of another kind than these (trained vs "
-            f"asked: {why}); extract them as it was trained"
+            f"{source}: this BMN was trained on features of another kind than these (trained vs asked: {why}); "
+            "extract them as it was trained"
         )
     kind = hashlib.sha256(json.dumps({k: wanted[k] for k in sorted(wanted) if k != "weights"}).encode()).hexdigest()
     folder = FeatureFolder(cache_dir("video-features", kind[:16]), spec)
@@ -105,43 +80,35 @@ def video_features(args: argparse.Namespace, card: ModelCard, videos: list[tuple
     return folder
 
 
-def predict_videos(args: argparse.Namespace, card: ModelCard, runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
+def predict_videos(
+    card: ModelCard,
+    runtime: Runtime,
+    settings: ExtractionSettings,
+    videos: list[tuple[str, Path]],
+    source: Path,
+    output: Path,
+    show: int = SHOWN,
+    ground_truth: Path | None = None,
+) -> dict[str, list[dict[str, Any]]]:
     """Proposals (seconds) of every readable video, written with an SRT and a timeline PNG per video."""
-    from visionzoo.data.snippet_features import list_videos
     from visionzoo.export.predict import predict_proposals
     from visionzoo.tasks.postprocess import video_id
 
-    videos = list_videos(args.inputs)
-    folder = video_features(args, card, videos)
+    folder = video_features(card, settings, videos, source)
     found = [(name, path, folder.record(_video_key(path))) for name, path in videos]
     found = [(name, path, record) for name, path, record in found if record is not None]  # unreadable ones: named
     if not found:
         raise VisionZooError("predict: none of the videos could be read (see the warnings above)")
     csv_files = [folder.csv_dir / f"{record['video']}.csv" for *_, record in found]
     durations = [min(r["featureFrame"], r["numFrame"]) / r["numFrame"] * r["seconds"] for *_, r in found]
-    by_key = predict_proposals(card, runtime, csv_files, durations, args.batch_size)
-    output = args.output or DEFAULT_OUTPUT
-    ground_truth = _ground_truth(args.ground_truth, [name for name, _, _ in found])
+    by_key = predict_proposals(card, runtime, csv_files, durations, settings.batch_size)
+    truth = _ground_truth(ground_truth, [name for name, _, _ in found])
     results: dict[str, list[dict[str, Any]]] = {}
     for name, path, record in found:
         kept = results[video_id(name)] = by_key[video_id(record["video"])]
-        write_srt(output / f"{name}.srt", kept[: args.show])
-        plot_timeline(output / f"{name}.png", name, path, record["seconds"], kept[: args.show], ground_truth.get(name))
+        write_srt(output / f"{name}.srt", kept[:show])
+        plot_timeline(output / f"{name}.png", name, path, record["seconds"], kept[:show], truth.get(name))
     return results
-
-
-def run(args: argparse.Namespace, card: ModelCard, runtime: Runtime) -> int:
-    """`visionzoo predict` on videos: one line per video, then the files written (all under --output DIR)."""
-    from visionzoo.tasks.postprocess import write_proposals
-
-    results = predict_videos(args, card, runtime)
-    output = args.output or DEFAULT_OUTPUT
-    for video, found in results.items():
-        best = ", ".join(f"[{p['segment'][0]:.2f}, {p['segment'][1]:.2f}] s {p['score']:.3f}" for p in found[:3])
-        print(f"{video}: {len(found)} proposals; best {best}")
-    print(write_proposals(output / "proposals.json", results))
-    print(f"{output}/<video>.srt, {output}/<video>.png: the top {args.show} proposals of each video")
-    return 0
 
 
 def _ground_truth(path: Path | None, names: list[str]) -> dict[str, np.ndarray]:
@@ -172,7 +139,7 @@ def write_srt(path: Path, proposals: list[dict[str, Any]]) -> Path:
 
     Cues are in time order, as players expect; overlapping proposals show together.
     """
-    from visionzoo.engine.checkpoint import write_text
+    from visionzoo.files import write_text
 
     ranked = sorted(enumerate(proposals, start=1), key=lambda item: (item[1]["segment"][0], item[0]))
     cues = [
@@ -231,7 +198,6 @@ def plot_timeline(
     bars.invert_yaxis()
     bars.grid(axis="x", alpha=0.3)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    save_figure(path, figure)
     plt.close(figure)
     return path

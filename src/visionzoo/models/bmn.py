@@ -18,8 +18,8 @@ What differs from the reference is how the boundary-matching layer is computed, 
 `bm_impl` picks the formulation of that product: "sparse" (a CSR sample matrix; CSR kernels have no bf16),
 "matmul" (the same product as one dense GEMM with a [N*T, cells] matrix: bf16 runs on the matrix units, and it
 has ONNX operators), "auto" (the default: "matmul" when exported and under CUDA autocast, "sparse" in fp32,
-under CPU autocast whichever a timed probe finds faster) and "dense" (the reference's own formulation, for
-checking). docs/bmn.md has their speeds. The 2-D head runs on a
+under CPU bf16 autocast "matmul" on CPUs with AMX, else "sparse": a rule on the CPU, never a timing) and "dense"
+(the reference's own formulation, for checking). docs/bmn.md has their speeds. The 2-D head runs on a
 channels-last map (faster oneDNN convs), so the confidence map comes out channels-last; values and shape are
 the reference's.
 
@@ -29,8 +29,6 @@ no classifier to reset, so `reset_classifier` / `get_classifier` are not provide
 
 from __future__ import annotations
 
-import logging
-import time
 import warnings
 
 import numpy as np
@@ -40,8 +38,6 @@ import torch.nn as nn
 from visionzoo.errors import VisionZooError
 from visionzoo.models.registry import ModelCfg, register_model
 from visionzoo.models.weights import StateDict
-
-logger = logging.getLogger(__name__)
 
 BM_IMPLS = ("auto", "sparse", "matmul", "dense")
 
@@ -223,8 +219,9 @@ class BMN(nn.Module):
 
     def _use_gemm(self, z: torch.Tensor) -> bool:
         """Whether the sample weights run as the dense GEMM (else CSR). "auto": the GEMM in exports (it has ONNX
-        operators) and under CUDA autocast (tensor cores); CSR in fp32; under CPU autocast whichever a timed
-        probe finds faster on this CPU (the GEMM does 30x the multiply-adds, which only AMX-class bf16 repays)."""
+        operators) and under CUDA autocast (tensor cores); CSR in fp32; under CPU autocast the GEMM only where
+        the CPU has AMX: the GEMM does 30x the multiply-adds, which only AMX's bf16 tiles repay (docs/speed.md
+        has the measurements). A rule, not a timing, so a busy machine and a resumed run decide the same."""
         if self.bm_impl != "auto":
             return self.bm_impl == "matmul"
         if torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting() or torch.jit.is_tracing():
@@ -233,27 +230,7 @@ class BMN(nn.Module):
             return False
         if z.device.type != "cpu":
             return True
-        dtype = torch.get_autocast_dtype("cpu")
-        if dtype not in _GEMM_FASTER_ON_CPU:
-            _GEMM_FASTER_ON_CPU[dtype] = self._probe_gemm(z.detach(), dtype)
-        return _GEMM_FASTER_ON_CPU[dtype]
-
-    @torch.no_grad()
-    def _probe_gemm(self, z: torch.Tensor, dtype: torch.dtype) -> bool:
-        seconds = {}
-        for name, formulation in (("GEMM", self._bm_matmul), ("CSR", self._bm_sparse)):
-            best = float("inf")
-            for _ in range(2):
-                start = time.perf_counter()
-                formulation(z)
-                best = min(best, time.perf_counter() - start)
-            seconds[name] = best
-        faster = min(seconds, key=seconds.get)
-        logger.info(
-            "BMN under %s autocast on this CPU: the sample weights as %s (GEMM %.0f ms, CSR %.0f ms for %d videos)",
-            str(dtype).removeprefix("torch."), faster, 1000 * seconds["GEMM"], 1000 * seconds["CSR"], len(z),
-        )  # fmt: skip
-        return faster == "GEMM"
+        return torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.cpu._is_amx_tile_supported()
 
     def _proposal_map(self, x: torch.Tensor) -> torch.Tensor:
         """BM layer, Conv3d and the 2-D head: [B, 256, T] -> the confidence map [B, 2, T, T]."""
@@ -329,7 +306,6 @@ class BMN(nn.Module):
 
 
 _BLOCK_ROWS = 20  # rows per block of the 2-D head: fewer, longer blocks compute more cells below the diagonal
-_GEMM_FASTER_ON_CPU: dict[torch.dtype, bool] = {}  # the probe's answer per autocast dtype, once per process
 
 
 def _conv3x3_window(conv: nn.Conv2d, x: torch.Tensor, r0: int, r1: int, c0: int) -> torch.Tensor:

@@ -7,8 +7,24 @@ Task-specific fields live in the subclasses, so every field of a recipe is one f
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+
+# The values a text field allows: part of its type, read by the flag and YAML checks (recipes.overrides) and by
+# every module that acts on the value, so no module checks a choice again.
+Amp = Literal["auto", "off", "bf16", "fp16"]
+Device = Literal["auto", "cpu", "cuda"]
+Optimizer = Literal["sgd", "adam", "adamw"]
+Schedule = Literal["constant", "step", "multistep", "cosine"]
+Interpolation = Literal["nearest", "bilinear", "bicubic"]
+TrainCrop = Literal["rrc", "pad", "none"]  # rrc: RandomResizedCrop | pad: padded random crop (CIFAR) | none
+Fusion = Literal["product", "sqrt"]  # how a proposal's score and its video's class score combine (docs/bmn.md)
+
+
+def choices(literal: Any) -> tuple[str, ...]:
+    """The values of a Literal type, in order (for argparse's `choices` and error lines)."""
+    return typing.get_args(literal)
 
 
 @dataclass
@@ -21,7 +37,7 @@ class Recipe:
     seed_doc: str = ""
     # What the seed documents report for this recipe (shown by `visionzoo recipes`).
     reference: dict[str, Any] = field(default_factory=dict)
-    seed_amp: str = "off"  # the precision the seed trained in; `--amp auto` follows its fp16 on CUDA
+    seed_amp: Amp = "off"  # the precision the seed trained in; `--amp auto` follows its fp16 on CUDA
 
     model: str = ""
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -33,14 +49,14 @@ class Recipe:
     batch_size: int = 32  # per device (process); the global batch is batch_size x world size
     eval_batch_size: int | None = None
 
-    optimizer: str = "sgd"  # sgd | adam | adamw
+    optimizer: Optimizer = "sgd"
     lr: float = 0.1  # learning rate at a global batch of lr_base_batch
     lr_base_batch: int = 0  # 0: use lr as given; N: scale lr linearly by global_batch / N
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
     wd_skip_norm_bias: bool = True  # no weight decay on biases and normalisation parameters
-    sched: str = "constant"  # constant | step | multistep | cosine
+    sched: Schedule = "constant"
     warmup_epochs: float = 0.0
     warmup_lr: float = 0.0
     min_lr: float = 0.0
@@ -51,10 +67,10 @@ class Recipe:
     clip_grad: float | None = None
     ema_decay: float = 0.0  # 0 disables the EMA of weights
 
-    amp: str = "auto"  # auto | off | bf16 | fp16 (engine/precision.py: auto fits the machine)
+    amp: Amp = "auto"  # engine/precision.py: auto fits the machine
     channels_last: bool = False
     compile: bool = False  # torch.compile the model (timm's --torchcompile)
-    device: str = "auto"  # auto | cpu | cuda
+    device: Device = "auto"
     workers: int = 2
     seed: int = 0
     sync_bn: bool = False
@@ -77,10 +93,10 @@ class ClassificationRecipe(Recipe):
     num_classes: int = 1000
     img_size: int = 224
     crop_pct: float = 0.875  # evaluation: resize to img_size / crop_pct, centre crop img_size
-    interpolation: str = "bilinear"
+    interpolation: Interpolation = "bilinear"
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
-    train_crop: str = "rrc"  # rrc: RandomResizedCrop | pad: padded random crop (CIFAR) | none
+    train_crop: TrainCrop = "rrc"
     crop_padding: int = 4
     rrc_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
     rrc_ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
@@ -118,7 +134,7 @@ class ProposalRecipe(Recipe):
     # (the built-in video classifier, trained on the same data once and reused); "" reports proposals only.
     classes: str = ""
     class_top_k: int = 2
-    fusion: str = "product"  # product | sqrt
+    fusion: Fusion = "product"
     max_detections: int = 100  # per video
     detection_tiou: str = "0.5:0.95:10"  # np.linspace(LO, HI, N)
 

@@ -1,8 +1,9 @@
 """Every recipe field as a CLI flag (`--batch-size 32`, `--no-channels-last`) and as a YAML key, each value
-checked once, here, against the field's type and `LIMITS` / `CHOICES`, before any work starts.
+checked once, here, against the field's type (a `Literal` type lists the allowed text) and `LIMITS` /
+`CHOICES`, before any work starts.
 
 A new field needs nothing more than its dataclass line, unless not every value of its type makes sense:
-then one entry in `LIMITS` (numbers, lists of numbers) or `CHOICES` (text).
+then one entry in `LIMITS` (numbers, lists of numbers) or `CHOICES` (text whose values depend on the registry).
 """
 
 from __future__ import annotations
@@ -21,15 +22,10 @@ from typing import Any
 import yaml
 
 from visionzoo.data.builtin import BUILTIN, resolve_data
-from visionzoo.data.files import is_regular_file
-from visionzoo.data.transforms import INTERPOLATIONS, TRAIN_CROPS
-from visionzoo.engine.distributed import DEVICE_CHOICES
-from visionzoo.engine.optim import OPTIMIZERS, SCHEDULES
-from visionzoo.engine.precision import AMP_CHOICES
 from visionzoo.errors import VisionZooError
+from visionzoo.files import is_regular_file
 from visionzoo.models import list_models
 from visionzoo.recipes.base import Recipe, VideoClassifierRecipe
-from visionzoo.tasks.detection import FUSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -107,15 +103,10 @@ LIMITS: dict[str, Limit | Callable[[type[Recipe]], Limit]] = {
 }
 
 # The values a text field takes: a list, or a function of the recipe's type (its data formats) giving one.
+# Text fields whose allowed values depend on what is registered or on the kind of recipe (fixed sets are
+# Literal types in recipes/base.py).
 CHOICES: dict[str, Sequence[str] | Callable[[type[Recipe]], Sequence[str]]] = {
-    "amp": AMP_CHOICES,
-    "device": DEVICE_CHOICES,
-    "optimizer": OPTIMIZERS,
-    "sched": SCHEDULES,
-    "train_crop": TRAIN_CROPS,
-    "interpolation": tuple(INTERPOLATIONS),
     "data_format": lambda recipe_type: recipe_type.DATA_FORMATS,
-    "fusion": FUSIONS,
     "model": lambda recipe_type: list_models(),
 }
 
@@ -167,6 +158,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, recipe: Recipe) -> Non
             group.add_argument(*flags, nargs="+", type=item, metavar=item.__name__.upper(), **common)
         elif origin is dict:
             group.add_argument(*flags, nargs="+", type=_key_values, metavar="KEY=VALUE", **common)
+        elif origin is typing.Literal:  # checked with the other values, so that the error line is the same
+            group.add_argument(*flags, metavar="{" + ",".join(typing.get_args(inner)) + "}", **common)
         else:
             convert = _optional(inner) if optional else inner
             group.add_argument(*flags, type=convert, metavar=getattr(inner, "__name__", "VALUE").upper(), **common)
@@ -277,6 +270,8 @@ def _typed(hint: Any, value: Any, where: str) -> Any:
         return number
     if inner is str and not isinstance(value, str):
         raise VisionZooError(f"{where}: expected text, got {value!r}")
+    if origin is typing.Literal and value not in typing.get_args(inner):
+        raise VisionZooError(f"{where}: expected one of {', '.join(typing.get_args(inner))}, got {value!r}")
     return value
 
 

@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from visionzoo.data.activitynet import segment_array
 from visionzoo.errors import VisionZooError
-from visionzoo.tasks.postprocess import load_proposals, read_json, segment_array, video_id
+from visionzoo.files import read_json, save_figure
+from visionzoo.tasks.postprocess import load_proposals, video_id
 
 logger = logging.getLogger(__name__)
 
@@ -176,12 +178,10 @@ def plot_ar_an(curve: Mapping[str, Any], path: str | Path, title: str = "AR-AN")
     ax.set_title(f"{title}: AR@100 {average[-1]:.2f}, AUC {area:.2f}")
     ax.grid(visible=True, alpha=0.3)
     ax.legend(fontsize=6, ncol=2, loc="lower right")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(Path(path), fig)
     plt.close(fig)
-    return path
+    return Path(path)
 
 
 def evaluate_proposals_file(ground_truth: Path, proposals: Path, plot: Path | None = None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
@@ -25,6 +26,15 @@ class EvalResult:
 
     metrics: dict[str, Any]
     outputs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Metrics go into the training state, which loads with weights_only=True: numpy scalars would not.
+        self.metrics = {key: plain(value) for key, value in self.metrics.items()}
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python number it holds (a metric computed with numpy); anything else as it is."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 class Gather(Protocol):

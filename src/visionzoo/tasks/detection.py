@@ -25,7 +25,6 @@ from visionzoo.tasks.postprocess import read_results, video_id, write_results
 
 logger = logging.getLogger(__name__)
 
-FUSIONS = ("product", "sqrt")
 Classes = dict[str, list[tuple[str, float]]]  # video id -> (label, score), best first
 
 
@@ -50,8 +49,6 @@ def load_classes(path: str | Path) -> Classes:
 
 
 def check_fusion(top_k: int, fusion: str, max_per_video: int) -> None:
-    if fusion not in FUSIONS:
-        raise VisionZooError(f"--fusion {fusion}: expected one of {', '.join(FUSIONS)}")
     if top_k < 1 or max_per_video < 1:
         raise VisionZooError(f"--top-k {top_k}, --max-per-video {max_per_video}: both must be at least 1")
 

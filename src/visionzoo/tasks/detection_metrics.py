@@ -16,7 +16,6 @@ version does. Detections on videos outside the subset count as false positives, 
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from visionzoo.data.activitynet import segment_array
 from visionzoo.errors import VisionZooError
 from visionzoo.tasks.anet_metrics import GroundTruth, load_ground_truth
-from visionzoo.tasks.postprocess import read_results, segment_array, video_id
+from visionzoo.tasks.postprocess import read_results, video_id
 
 logger = logging.getLogger(__name__)
 
@@ -265,20 +265,15 @@ def truth_of(videos: Mapping[str, tuple[np.ndarray, Sequence[str]]]) -> GroundTr
 
 def write_per_class(path: Path, evaluation: Mapping[str, Any]) -> Path:
     """CSV: class, instances, detections, AP (percent) at each threshold, their mean."""
-    from visionzoo.engine.checkpoint import atomic_write
+    from visionzoo.files import write_csv
 
     names = [metric_name(t).replace("mAP", "AP") for t in evaluation["tiou_thresholds"]]
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["class", "instances", "detections", *names, "average_AP"])
-            for c, name in enumerate(evaluation["classes"]):
-                values = 100.0 * evaluation["ap"][:, c]
-                row = [name, int(evaluation["instances"][c]), int(evaluation["detections"][c])]
-                writer.writerow(row + [f"{v:.4f}" for v in values] + [f"{values.mean():.4f}"])
-
-    atomic_write(Path(path), write)
+    rows = []
+    for c, name in enumerate(evaluation["classes"]):
+        values = 100.0 * evaluation["ap"][:, c]
+        row = [name, int(evaluation["instances"][c]), int(evaluation["detections"][c])]
+        rows.append(row + [f"{v:.4f}" for v in values] + [f"{values.mean():.4f}"])
+    write_csv(Path(path), ["class", "instances", "detections", *names, "average_AP"], rows)
     return Path(path)
 
 
@@ -289,7 +284,7 @@ def plot_detection(evaluation: Mapping[str, Any], path: Path, title: str = "dete
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from visionzoo.engine.checkpoint import atomic_write
+    from visionzoo.files import save_figure
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
     thresholds = evaluation["tiou_thresholds"]
@@ -301,7 +296,7 @@ def plot_detection(evaluation: Mapping[str, Any], path: Path, title: str = "dete
     right.bar(np.arange(len(per_class)), np.sort(per_class)[::-1], width=1.0)
     right.set(xlabel=f"classes ({len(per_class)}), best first", ylabel="AP over thresholds (%)", ylim=(0, 100))
     fig.tight_layout()
-    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png"))
+    save_figure(Path(path), fig)
     plt.close(fig)
     return Path(path)
 

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from visionzoo.data.activitynet import segment_array
 from visionzoo.errors import VisionZooError
+from visionzoo.files import read_json
 
 FACTOR_ROWS_PER_CHUNK = 512  # rows of the Soft-NMS decay table built at once (bounds the temporaries)
 
@@ -241,7 +243,7 @@ def proposals_json(results: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any
 
 def write_results(path: str | Path, results: Mapping[str, list[dict[str, Any]]]) -> Path:
     """An ActivityNet result file, written atomically: proposals, detections and video classes share its layout."""
-    from visionzoo.engine.checkpoint import write_text
+    from visionzoo.files import write_text
 
     path = Path(path)
     write_text(path, json.dumps(proposals_json(results)))
@@ -268,29 +270,6 @@ def sliding_window_proposals(
         {"score": 1.0 - rank / len(windows), "segment": [start * duration, min(1.0, end) * duration]}
         for rank, (start, end) in enumerate(windows)
     ]
-
-
-def read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except OSError as err:
-        raise VisionZooError(f"{path}: cannot read the {what} ({err.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise VisionZooError(f"{path}: the {what} is not valid JSON ({err})") from None
-
-
-def segment_array(path: Path, video: str, items: Any, with_score: bool) -> np.ndarray:
-    """[k, 2] segments (or [k, 3] with the score) of one video's entries, checked."""
-    rows = []
-    for k, item in enumerate(items if isinstance(items, list) else [None]):
-        segment = item.get("segment") if isinstance(item, dict) else None
-        score = item.get("score") if isinstance(item, dict) and with_score else 0.0
-        values = [*segment, score] if isinstance(segment, list) and len(segment) == 2 else None
-        if values is None or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in values):
-            need = '{"segment": [start, end], "score": s}' if with_score else '{"segment": [start, end], ...}'
-            raise VisionZooError(f"{path}: video {video}: entry {k} must be {need}, got {item!r}")
-        rows.append(values if with_score else values[:2])
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 3 if with_score else 2)
 
 
 def read_results(path: Path, what: str) -> dict[str, Any]:

@@ -41,10 +41,17 @@ def _thumos_demo(make: bool, feat_dim: int = 2048, **_: object) -> Path:
     return thumos_demo_dir(feat_dim=feat_dim, make=make)
 
 
-def _video_demo(make: bool, temporal_scale: int = 100, feat_dim: int = 2048, **_: object) -> Path:
+def _video_demo(make: bool, temporal_scale: int = 100, **_: object) -> Path:
+    from visionzoo.data.activitynet import VIDEO_ANNO
     from visionzoo.data.builtin.video_demo import video_demo_dir
 
-    return video_demo_dir(temporal_scale=temporal_scale, feat_dim=feat_dim, make=make)
+    path = video_demo_dir(temporal_scale)
+    if make and not (path / VIDEO_ANNO).is_file():
+        raise VisionZooError(
+            f"{path}: the built-in video-demo features are not made yet; `visionzoo train/eval ... --data video-demo` "
+            "makes them (export.feature_extractor.build_video_demo)"
+        )
+    return path
 
 
 BUILTIN = {

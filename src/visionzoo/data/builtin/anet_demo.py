@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from visionzoo.data.activitynet import FEATURE_DIR, VIDEO_ANNO, VIDEO_INFO, format_csv_rows, write_video_info
-from visionzoo.data.cache import building_dir, cache_dir
+from visionzoo.data.cache import cache_dir
 from visionzoo.errors import VisionZooError
+from visionzoo.files import building_dir, write_bytes, write_text
 
 DEMO_CLASSES = (
     "Long jump", "Playing guitarra", "Making a sandwich", "Washing dishes", "Skateboarding", "Bathing dog",
@@ -132,7 +133,7 @@ def _write_demo(out: Path, videos: int, seed: int, temporal_scale: int, feat_dim
         label = int(rng.integers(len(DEMO_CLASSES)))  # one activity per video, as in ActivityNet
         bounds = np.clip(segments / feature_second, 0.0, 1.0)
         features = demo_features(rng, bounds, label, patterns, temporal_scale)
-        (out / FEATURE_DIR / f"{name}.csv").write_bytes(header + format_csv_rows(features))
+        write_bytes(out / FEATURE_DIR / f"{name}.csv", header + format_csv_rows(features))
         database[name] = {
             "duration_second": duration,
             "duration_frame": duration_frame,
@@ -141,8 +142,7 @@ def _write_demo(out: Path, videos: int, seed: int, temporal_scale: int, feat_dim
         }
         subset = "validation" if i in validation else "training"
         info_rows.append([name, duration_frame, duration, fps, duration_frame / duration, subset, feature_frame])
-    with open(out / VIDEO_ANNO, "w") as handle:
-        json.dump(database, handle)
+    write_text(out / VIDEO_ANNO, json.dumps(database))
     write_video_info(out / VIDEO_INFO, sorted(info_rows))
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from visionzoo.data.cache import building_dir, cache_dir
+from visionzoo.data.cache import cache_dir
 from visionzoo.data.cifar10 import META_FILE, TEST_FILE, TRAIN_FILES, write_batch
+from visionzoo.files import building_dir
 
 CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TEST_PER_CLASS = 30

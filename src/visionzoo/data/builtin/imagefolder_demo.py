@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from visionzoo.data.cache import building_dir, cache_dir
+from visionzoo.data.cache import cache_dir
 from visionzoo.errors import VisionZooError
+from visionzoo.files import building_dir
 
 SHAPES = ("disc", "ring", "square", "frame", "triangle", "cross", "star", "stripes", "checker", "dots")
 DEMO_VERSION = 1

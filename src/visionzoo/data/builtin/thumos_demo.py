@@ -14,9 +14,11 @@ import numpy as np
 
 from visionzoo.data.activitynet import write_video_info
 from visionzoo.data.builtin.anet_demo import demo_features, demo_patterns
-from visionzoo.data.cache import building_dir, cache_dir
-from visionzoo.data.thumos14 import FEATURES_JSON, write_class_files, write_features_json
+from visionzoo.data.cache import cache_dir
+from visionzoo.data.feature_folder import FEATURES_JSON, write_feature_description
+from visionzoo.data.thumos14 import write_class_files
 from visionzoo.errors import VisionZooError
+from visionzoo.files import building_dir, write_npy
 
 THUMOS_CLASSES = (
     "BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving", "CricketBowling", "CricketShot",
@@ -59,7 +61,7 @@ def _write_demo(out: Path, videos: int, seed: int, feat_dim: int) -> None:
         instances = _instances(rng, duration)
         snippet_second = SNIPPET_FRAMES / FPS
         features = demo_features(rng, instances / (snippets * snippet_second), label, patterns, snippets)
-        np.save(out / "snippets" / f"{name}.npy", features.astype(np.float32))
+        write_npy(out / "snippets" / f"{name}.npy", features.astype(np.float32))
         annotations[subset][name] = (instances, [THUMOS_CLASSES[label]] * len(instances))
         info_rows.append([name, frames, duration, FPS, FPS, subset, snippets * SNIPPET_FRAMES])
     for subset, found in annotations.items():
@@ -67,7 +69,7 @@ def _write_demo(out: Path, videos: int, seed: int, feat_dim: int) -> None:
     write_video_info(out / "video_info_new.csv", info_rows)
     synthetic = {"backbone": "synthetic (visionzoo thumos-demo)", "weights": None, "weights_sha256": None}
     synthetic |= {"layer": None, "img_size": None, "temporal_scale": None, "preprocessing": None}
-    write_features_json(out / FEATURES_JSON, feat_dim, SNIPPET_FRAMES, **synthetic)
+    write_feature_description(out / FEATURES_JSON, feat_dim, SNIPPET_FRAMES, **synthetic)
 
 
 def make_thumos_demo(out: str | Path, videos: int = 60, seed: int = 0, feat_dim: int = 2048) -> Path:

@@ -10,7 +10,6 @@ annotations, training, prediction - runs offline.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from collections.abc import Iterator
@@ -18,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from visionzoo.data.cache import building_dir, cache_dir
+from visionzoo.data.cache import cache_dir
 from visionzoo.errors import VisionZooError
+from visionzoo.files import building_dir, write_csv
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ _COLOURS = np.array([[230, 60, 40], [40, 200, 60], [50, 90, 240], [240, 210, 30]
 _FPS = (12.0, 15.0, 24.0, 25.0, 30.0)
 # The features `--data video-demo` is made of: what `visionzoo features` would write with these options.
 # Random resnet50 weights (no download): their features keep the frames' colours and textures apart.
-DEMO_FEATURES = {"backbone": "resnet50", "img_size": 48, "snippet_frames": 8, "layer": "pre_logits", "seed": 0}
+DEMO_FEATURES = {"backbone": "resnet50", "img_size": 48, "snippet_frames": 8, "layer": "pre_logits", "init_seed": 0}
 
 
 def _segments(rng: np.random.Generator, duration: float) -> np.ndarray:
@@ -119,52 +119,20 @@ def make_video_demo(
             count = int(round(duration * fps))
             write_video(tmp / VIDEOS_DIR / f"{name}.mp4", _frames(rng, count, fps, segments, label, size), fps, codec)
             rows += [[name, f"{start:.2f}", f"{end:.2f}", CLASSES[label]] for start, end in segments]
-        with open(tmp / ANNOTATIONS, "w", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(["video", "start", "end", "label"])
-            writer.writerows(rows)
+        write_csv(tmp / ANNOTATIONS, ["video", "start", "end", "label"], rows)
     return out
 
 
-def video_demo_dir(temporal_scale: int = 100, feat_dim: int = 2048, make: bool = True) -> Path:
+def video_demo_dir(temporal_scale: int = 100) -> Path:
     """`--data video-demo`: the demo videos' features (DEMO_FEATURES, T = temporal_scale) with their annotations,
-    made in the cache folder on first use."""
-    path = cache_dir() / f"video-demo-{temporal_scale}"
-    if not make or (path / "anet_anno_action.json").is_file():
-        return path
+    in the cache folder. Running a backbone is inference, not data: `export.feature_extractor.build_video_demo`
+    makes them, and the CLI asks it to before a recipe runs on `video-demo`."""
+    return cache_dir() / f"video-demo-{temporal_scale}"
+
+
+def video_demo_videos() -> Path:
+    """The generated videos the demo features are made of, written on first use."""
     videos = cache_dir() / "video-demo-videos"
     if not (videos / ANNOTATIONS).is_file():
         make_video_demo(videos)
-    return build_feature_folder(path, videos, temporal_scale, feat_dim, **DEMO_FEATURES)
-
-
-def build_feature_folder(
-    out: Path,
-    videos_dir: Path,
-    temporal_scale: int,
-    feat_dim: int,
-    backbone: str,
-    img_size: int,
-    snippet_frames: int,
-    layer: str,
-    seed: int,
-) -> Path:
-    """A complete feature folder with its annotations (the built-in `video-demo`), built beside `out` and renamed."""
-    from visionzoo.data.activitynet import VIDEO_INFO
-    from visionzoo.data.cache import building_dir
-    from visionzoo.data.feature_folder import FeatureFolder
-    from visionzoo.data.own_annotations import convert_annotations
-    from visionzoo.data.snippet_features import SnippetFeaturizer, extract_features, list_videos
-
-    featurizer = SnippetFeaturizer.random(backbone, img_size, layer, seed)
-    if featurizer.feat_dim != feat_dim:
-        raise VisionZooError(
-            f"--feat-dim {feat_dim}: the built-in video features are {featurizer.feat_dim}-d ({backbone} {layer}); "
-            f"train with --feat-dim {featurizer.feat_dim}"
-        )
-    with building_dir(out, VIDEO_INFO) as tmp:
-        folder = FeatureFolder(tmp, featurizer.spec(snippet_frames, temporal_scale))
-        report = extract_features(list_videos([videos_dir]), folder, featurizer, strict=True)
-        logger.info("video-demo: %d videos extracted into %s", len(report.extracted), out)
-        convert_annotations(videos_dir / ANNOTATIONS, tmp)
-    return out
+    return videos

@@ -4,7 +4,8 @@ The classifier recipe (`anet_video_classifier` or `thumos14_video_classifier`) t
 feature settings, trains into a cache folder named by a fingerprint of those settings and of the data's files
 (resumable like any run: an interrupted training continues there), and its evaluation writes the classes of
 the evaluated videos (`classification.json`), which the BMN evaluation pairs with its proposals. A later run
-on the same data finds that file and trains nothing.
+on the same data finds that file and trains nothing. It knows a task and its data, so it sits with the command
+that asks for it, not in the task-agnostic engine.
 """
 
 from __future__ import annotations
@@ -33,7 +34,18 @@ def classifier_recipe(recipe: ProposalRecipe) -> VideoClassifierRecipe:
     """The classifier recipe for `recipe`'s data: same data, features, subsets, device and seed."""
     if recipe.data_format not in CLASSIFIER_OF:
         raise VisionZooError(f"--classes auto: no built-in classifier for {recipe.data_format} data")
-    shared = ("data", "data_format", "feat_dim", "video_info", "video_anno", "feature_dir", "device", "workers", "seed")
+    shared = (
+        "data",
+        "data_format",
+        "feat_dim",
+        "video_info",
+        "video_anno",
+        "feature_dir",
+        "device",
+        "workers",
+        "seed",
+        "batch_size",
+    )  # fmt: skip  (the run's batch: small data that fits its -b fits the classifier's)
     changes = {name: getattr(recipe, name) for name in shared}
     if recipe.data_format == "activitynet":  # ProposalTask's subsets, features rescaled to its T
         changes |= {"temporal_scale": recipe.temporal_scale, "train_subset": "train", "eval_subset": "validation"}
@@ -65,8 +77,13 @@ def classes_file(recipe: ProposalRecipe) -> Path:
         logger.info("--classes auto: the classes of %s (built-in classifier, trained before)", found)
         return found
     logger.info("--classes auto: training %s on %s into %s", classifier.name, classifier.data, run_dir)
-    with contextlib.redirect_stdout(sys.stderr):  # its closing block is not this command's output
-        summary = train(classifier, RunOptions(output=run_dir, resume="auto"))
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # its closing block is not this command's output
+            summary = train(classifier, RunOptions(output=run_dir, resume="auto"))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # a training that failed before writing anything leaves no empty cache folder
+        raise
     if summary.get("interrupted"):
         raise VisionZooError(f"--classes auto: the classifier's training in {run_dir} stopped; run again to resume")
     metrics = evaluate_checkpoint(classifier, run_dir / "best.safetensors", run_dir)
