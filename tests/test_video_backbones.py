@@ -182,6 +182,12 @@ def test_file_of_another_architecture_is_one_error_line(
     assert their_key in message
 
 
+def test_parameter_counts() -> None:
+    """docs/models.md; r2plus1d_18's is torchvision's documented count."""
+    counts = {"i3d_rgb": 12_697_264, "i3d_flow": 12_675_312, "r2plus1d_18": 31_505_325, "r2plus1d_34": 63_697_175}
+    assert {name: sum(p.numel() for p in create_model(name).parameters()) for name in counts} == counts
+
+
 def test_protocols_say_how_the_published_features_were_made() -> None:
     i3d, tsp = model_cfg("i3d_rgb").protocol, model_cfg("r2plus1d_34").protocol
     assert (i3d.num_frames, i3d.stride, i3d.fps, i3d.crop) == (16, 4, None, 224)
