@@ -115,6 +115,20 @@ def test_i3d_same_padding_matches_reference_on_odd_small_clips(
     assert_close(pooled, expected.mean(dim=(2, 3, 4)), FP32, "pooled")  # window cut to the 2x2x2 map
 
 
+def test_i3d_charades_file_loads_with_its_157_classes_or_a_fresh_head(tmp_path: Path) -> None:
+    """piergiaj's `rgb_charades.pt`: the 157-way logits load with num_classes=157; without, a fresh 400-way head
+    replaces them and the backbone still loads."""
+    torch.manual_seed(6)
+    reference = i3d_reference.InceptionI3d(num_classes=157, in_channels=3)
+    path = tmp_path / "rgb_charades.pt"
+    torch.save(reference.state_dict(), path)
+    charades = create_model("i3d_rgb", pretrained=path, num_classes=157)
+    assert torch.equal(charades.logits.conv3d.weight, reference.logits.conv3d.weight)
+    kinetics = create_model("i3d_rgb", pretrained=path)
+    assert kinetics.logits.conv3d.weight.shape[0] == 400
+    assert torch.equal(kinetics.Mixed_5c.b3b.conv3d.weight, reference.Mixed_5c.b3b.conv3d.weight)
+
+
 @pytest.mark.numerics
 def test_r2plus1d_18_loads_torchvision_file_and_matches_reference(tmp_path: Path) -> None:
     torch.manual_seed(3)
