@@ -23,7 +23,7 @@ from report import markdown_table, write_section  # noqa: E402
 
 from visionzoo.export.inference_bench import bench_inference  # noqa: E402
 from visionzoo.export.model_card import ModelCard, card_from_recipe  # noqa: E402
-from visionzoo.models import list_models  # noqa: E402
+from visionzoo.models import list_models, model_cfg  # noqa: E402
 from visionzoo.recipes import get_recipe  # noqa: E402
 from visionzoo.recipes.base import ClassificationRecipe, ProposalRecipe  # noqa: E402
 
@@ -44,7 +44,8 @@ def card_for(name: str) -> tuple[ModelCard, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--models", nargs="+", default=[m for m in list_models() if not m.startswith("tiny_test")])
+    zoo = [m for m in list_models() if not m.startswith("tiny_test") and model_cfg(m).task != "video_features"]
+    parser.add_argument("--models", nargs="+", default=zoo)
     parser.add_argument("--steps", type=int, default=10, help="timed batch-1 calls (throughput: steps // 3)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of both runtimes")
     args = parser.parse_args()

@@ -22,6 +22,28 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
+class ClipProtocol:
+    """How the published features of a video backbone cut a video into clips and prepare each clip.
+
+    Features only match the ones detectors were trained on when extracted the same way: a caller resamples the
+    video to `fps` (None keeps the video's own rate), takes `num_frames`-frame clips every `stride` frames,
+    resizes every frame to `resize` (H, W), centre crops `crop` x `crop`, scales to [0, 1] and normalises with
+    `mean`/`std`. The clip goes in as [B, C, T, H, W]; `modality` "flow" clips are TV-L1 flow (x, y) already in
+    [-1, 1] (`visionzoo.data.optical_flow.tvl1_flow`, computed on the resized frames).
+    """
+
+    num_frames: int
+    stride: int
+    fps: float | None
+    resize: tuple[int, int]
+    crop: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    modality: str = "rgb"  # rgb | flow
+    source: str = ""  # the published features this protocol reproduces
+
+
+@dataclass(frozen=True)
 class ModelCfg:
     """What a model takes and how its weights map, beside the weights themselves (timm's `pretrained_cfg`).
 
@@ -29,8 +51,8 @@ class ModelCfg:
     key mapping of the reference's checkpoints).
     """
 
-    task: str = "classification"  # classification | proposals | video_classification
-    input_size: tuple[int, ...] = (3, 224, 224)  # one item: [3, H, W] images, [feat_dim, T] BMN features
+    task: str = "classification"  # classification | proposals | video_classification | video_features
+    input_size: tuple[int, ...] = (3, 224, 224)  # one item: [3, H, W] image, [feat_dim, T] features, [C, T, H, W] clip
     crop_pct: float = 0.875
     interpolation: str = "bilinear"
     mean: tuple[float, ...] = IMAGENET_MEAN
@@ -38,6 +60,7 @@ class ModelCfg:
     first_conv: str = ""
     classifier: str = ""
     checkpoint_filter: CheckpointFilter | None = None  # maps another project's key layout onto ours
+    protocol: ClipProtocol | None = None  # video feature backbones: how the published features were extracted
 
 
 def eval_preprocessing(cfg: ModelCfg, img_size: int | None = None) -> dict[str, Any]:

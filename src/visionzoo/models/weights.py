@@ -5,6 +5,7 @@ Nothing here unpickles arbitrary objects: safetensors, or `torch.load(weights_on
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import pickle
@@ -22,6 +23,9 @@ StateDict = dict[str, torch.Tensor]
 CheckpointFilter = Callable[[StateDict, nn.Module], StateDict]
 _CONTAINER_KEYS = ("state_dict", "model", "state_dict_ema", "model_state")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# Plain attribute bags that training scripts save beside the weights (TSP's {"model", ..., "args": Namespace}):
+# unpickling one runs no code of the file's choosing. Allowed process-wide (add_safe_globals is in torch 2.4).
+torch.serialization.add_safe_globals([argparse.Namespace])
 
 
 def read_state_dict(path: str | Path) -> StateDict:
