@@ -143,7 +143,8 @@ def _lane(name: str, kind: str, video_id: str, duration: float, segments: Sequen
     items = []
     for rank, (s, row) in enumerate(zip(segments, rows, strict=True), start=1):
         start, end = (min(max(float(t), 0.0), duration) for t in s["segment"])
-        left, width = 100 * start / duration, max(100 * (end - start) / duration, 0.4)
+        width = max(100 * (end - start) / duration, 0.4)
+        left = min(100 * start / duration, 100 - width)
         label = _label(s)
         colour = class_colour(label)
         text = label or ""
@@ -166,7 +167,7 @@ def _axis(duration: float) -> str:
     """Tick marks at a round step, about 8 of them."""
     step = next((s for s in (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800) if duration / s <= 10), 3600)
     ticks = []
-    for t in np.arange(0.0, duration + 1e-9, step):
+    for t in np.arange(0.0, duration * 0.95, step):  # none at the very end: its text would leave the track
         text = f"{t:.1f} s" if step < 1 else f"{int(t) // 60}:{int(t) % 60:02d}"
         ticks.append(f'<span class="tick" style="left:{100 * t / duration:.3f}%">{text}</span>')
     return f'<div class="lane axis"><div class="lane-name"></div><div class="track">{"".join(ticks)}</div></div>'
