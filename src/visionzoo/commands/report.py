@@ -182,7 +182,9 @@ def _figure(runs: list[Run], panels: list[tuple[str, str]]) -> Any:
 
     columns = len(panels) if len(panels) <= 3 else math.ceil(len(panels) / 2)
     rows = math.ceil(len(panels) / columns)
-    legend_inches = 0.3 + 0.25 * math.ceil(len(runs) / 2)
+    drawn = sorted({i for i, r in enumerate(runs) for key, _ in panels if key in ("train_loss", "lr", r.metric)})
+    legend_columns = 1 if len(panels) == 1 else min(len(drawn), 2)  # one narrow axis: one name a line
+    legend_inches = 0.3 + 0.25 * math.ceil(len(drawn) / legend_columns)
     figure, axes = plt.subplots(
         rows, columns, figsize=(5.2 * columns, 3.6 * rows + legend_inches), squeeze=False, layout="constrained"
     )
@@ -200,9 +202,9 @@ def _figure(runs: list[Run], panels: list[tuple[str, str]]) -> Any:
             axis.set_yscale("log")
     for axis in axes.flat[len(panels) :]:
         axis.set_visible(False)
-    handles = [Line2D([], [], **_style(index)) for index in range(len(runs))]
-    labels = [f"{r.name} ({r.config.get('name', '?')})" for r in runs]
-    figure.legend(handles, labels, loc="outside lower center", ncols=min(len(runs), 2), fontsize=9)
+    handles = [Line2D([], [], **_style(index)) for index in drawn]
+    labels = [f"{runs[index].name} ({runs[index].config.get('name', '?')})" for index in drawn]
+    figure.legend(handles, labels, loc="outside lower center", ncols=legend_columns, fontsize=9)
     return figure
 
 
@@ -242,7 +244,7 @@ def write_html(runs: list[Run], rows: list[dict[str, Any]], skipped: list[dict[s
         data = base64.b64encode(_png(_figure(runs, [(key, title)]))).decode("ascii")
         figures.append(
             f'<figure data-metric="{escape(key, quote=True)}"><img alt="{escape(title, quote=True)}" '
-            f'src="data:image/png;base64,{data}"><figcaption>{escape(title)}</figcaption></figure>'
+            f'src="data:image/png;base64,{data}"></figure>'
         )
     page = _HTML.format(
         head=head,
@@ -266,7 +268,6 @@ th, td {{ border-bottom: 1px solid #d8dce2; padding: 4px 8px; text-align: left; 
 .figures {{ display: flex; flex-wrap: wrap; gap: 16px; }}
 figure {{ margin: 0; }}
 figure img {{ max-width: 100%; }}
-figcaption {{ color: #4a525c; text-align: center; }}
 </style>
 </head>
 <body>
