@@ -265,7 +265,7 @@ main { max-width: 1100px; margin: 0 auto; padding: 12px 16px 40px; }
 table.videos { border-collapse: collapse; width: 100%; background: #fff; margin-bottom: 16px; }
 table.videos th, table.videos td { border-bottom: 1px solid #e3e6ea; padding: 4px 8px; text-align: left; }
 section.video { background: #fff; border: 1px solid #d8dce2; border-radius: 6px; padding: 12px; margin: 12px 0; }
-.player video { display: block; width: 100%; max-width: 640px; max-height: 360px; background: #000; }
+.player video { display: block; width: 100%; max-width: 560px; max-height: 315px; background: #000; }
 .note { color: #8a4b00; background: #fff4e0; padding: 6px 8px; border-radius: 4px; margin: 0 0 6px; }
 .thumbs { display: flex; gap: 2px; overflow-x: auto; }
 .thumbs img { height: 72px; }
