@@ -29,7 +29,12 @@ def _writes(call: ast.Call) -> str | None:
         owner = func.value.id if isinstance(func.value, ast.Name) else None
         if (owner, func.attr) in WRITING_FUNCTIONS and not _in_memory(call):
             return f"{owner}.{func.attr}"
-        if func.attr in WRITING_METHODS and owner not in {"os", "np", "torch", "str"} and call.args:
+        if (
+            func.attr in WRITING_METHODS
+            and owner not in {"os", "np", "torch", "str"}
+            and call.args
+            and not _in_memory(call)
+        ):
             if func.attr == "replace" and not (owner or "").endswith(("path", "tmp")):
                 return None  # str.replace / dataclass .replace, not Path.replace
             return f".{func.attr}()"

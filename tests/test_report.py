@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import make_tiny_cifar, preempted_after
 from PIL import Image
 
 from visionzoo.cli import main
+from visionzoo.commands.report import Run, plot_curves
 from visionzoo.data.builtin.anet_demo import make_anet_demo
 
 
@@ -60,8 +64,8 @@ def test_table_holds_each_finished_run_from_its_files(runs: dict[str, Path], cap
     assert skipped["run"] == names[2] and "has not finished" in skipped["reason"]
     assert f"skipped {names[2]}: no summary.json" in err
 
-    with Image.open(tmp_path / "curves.png") as image:
-        assert image.format == "PNG" and image.size == (1600, 500)
+    with Image.open(tmp_path / "curves.png") as image:  # 2 x 2 axes: loss, lr, top1, AUC; the legend below
+        assert image.format == "PNG" and image.size == (1040, 775)
 
 
 def test_markdown_and_csv_tables(runs: dict[str, Path], capsys) -> None:
@@ -79,3 +83,30 @@ def test_nothing_to_report_is_one_error_line(runs: dict[str, Path], capsys, tmp_
     assert code == 2 and out == ""
     assert err.strip().splitlines()[-1].startswith("visionzoo: error: no run to report (")
     assert "no such directory" in err
+
+
+def test_html_page_holds_the_table_and_one_figure_per_metric(runs: dict[str, Path], capsys, tmp_path: Path) -> None:
+    names = [str(runs[k]) for k in ("classifier", "bmn", "stopped")]
+    code, _, err = _report(capsys, *names, "--html", str(tmp_path / "report.html"))
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert code == 0 and f"report page: {tmp_path / 'report.html'}" in err
+    table = page.split("<table>")[1].split("</table>")[0]
+    assert table.count("<tr>") == 3 and names[0] in table and names[1] in table and names[2] not in table
+    assert f"<li>{names[2]}: no summary.json" in page  # the stopped run is named with why it is left out
+    figures = re.findall(r'<figure data-metric="([^"]+)"><img alt="[^"]*" src="data:image/png;base64,([^"]+)"', page)
+    assert [metric for metric, _ in figures] == ["train_loss", "lr", "AUC", "top1"]
+    for _, data in figures:
+        with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+            assert image.format == "PNG" and image.width > 400
+    assert not re.search(r"https?:", page)
+
+
+def test_runs_with_the_same_curve_both_show(tmp_path: Path) -> None:
+    """Two runs of one seed draw the same points: the second (orange) must not hide the first (blue)."""
+    history = [{"epoch": e, "train_loss": 2.0 / e, "lr": 0.1, "top1": 10.0 * e} for e in range(1, 6)]
+    same = [Run(name, {"name": "recipe"}, {"best": {"metric": "top1"}}, history) for name in ("seed0", "seed0-again")]
+    with Image.open(plot_curves(same, tmp_path / "same.png")) as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    plot = pixels[: int(pixels.shape[0] * 0.8)]  # above the legend, which shows both colours anyway
+    for colour in ((0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)):  # matplotlib's C0 and C1
+        assert (np.abs(plot - colour).sum(axis=2) < 60).sum() > 200

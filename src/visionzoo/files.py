@@ -216,7 +216,7 @@ def replace_with_link(path: Path, target: Path) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text))
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -277,8 +277,9 @@ def write_per_class(path: Path, evaluation: Mapping[str, Any]) -> Path:
     return Path(path)
 
 
-def plot_detection(evaluation: Mapping[str, Any], path: Path, title: str = "detection") -> Path:
-    """mAP against the tIoU threshold, and each class's AP averaged over thresholds (sorted), as a PNG."""
+def plot_detection(evaluation: Mapping[str, Any], path: Path, title: str = "detection", top: int = 20) -> Path:
+    """mAP against the tIoU threshold, and the AP (averaged over thresholds) of the `top` classes with the most
+    instances, by name and best first, the other classes' mean as one last bar, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -286,15 +287,25 @@ def plot_detection(evaluation: Mapping[str, Any], path: Path, title: str = "dete
 
     from visionzoo.files import save_figure
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5), dpi=110, width_ratios=(2, 3))
     thresholds = evaluation["tiou_thresholds"]
     left.plot(thresholds, 100 * evaluation["mAP"], marker="o")
     left.set(xlabel="tIoU threshold", ylabel="mAP (%)", ylim=(0, 100))
     left.set_title(f"{title}: average mAP {100 * evaluation['average_mAP']:.2f}")
     left.grid(visible=True, alpha=0.3)
     per_class = 100 * evaluation["ap"].mean(axis=0)
-    right.bar(np.arange(len(per_class)), np.sort(per_class)[::-1], width=1.0)
-    right.set(xlabel=f"classes ({len(per_class)}), best first", ylabel="AP over thresholds (%)", ylim=(0, 100))
+    shown = np.argsort(-np.asarray(evaluation["instances"]), kind="stable")[:top]
+    shown = shown[np.argsort(-per_class[shown], kind="stable")]
+    rest = np.setdiff1d(np.arange(len(per_class)), shown)
+    names = [str(evaluation["classes"][c]) for c in shown] + ([f"others ({len(rest)} classes)"] if len(rest) else [])
+    values = [*per_class[shown], *([per_class[rest].mean()] if len(rest) else [])]
+    bars = right.bar(names, values, color=["C0"] * len(shown) + ["0.6"] * bool(len(rest)))
+    right.bar_label(bars, fmt="%.1f", fontsize=7)  # a class at AP 0 has no bar to see
+    right.tick_params(axis="x", labelrotation=60, labelsize=8)
+    plt.setp(right.get_xticklabels(), ha="right", rotation_mode="anchor")
+    most = f"the {len(shown)} with most instances" if len(rest) else "all"
+    right.set(title=f"AP per class: {most} of {len(per_class)}, best first", ylabel="AP over thresholds (%)",
+              ylim=(0, 100))  # fmt: skip
     fig.tight_layout()
     save_figure(Path(path), fig)
     plt.close(fig)
