@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from visionzoo.commands import CommandParser
@@ -77,9 +78,18 @@ def run_make_imagefolder(args: argparse.Namespace) -> int:
 
 
 def run_make_video_demo(args: argparse.Namespace) -> int:
-    from visionzoo.data.builtin.video_demo import make_video_demo
+    """The videos, then what was written and the next command (paths quoted for the shell)."""
+    from visionzoo.data.builtin.video_demo import ANNOTATIONS, VIDEOS_DIR, make_video_demo
 
-    print(make_video_demo(args.out, videos=args.videos, seed=args.seed))
+    out = make_video_demo(args.out, videos=args.videos, seed=args.seed)
+    videos, features = out / VIDEOS_DIR, out / "features"
+    plural = "s" if args.videos != 1 else ""
+    print(f"{args.videos} video{plural} in {videos}, their action segments in {out / ANNOTATIONS}")
+    print(
+        f"next: visionzoo features {shlex.quote(str(videos))} --backbone resnet50 --output {shlex.quote(str(features))}"
+        f", then visionzoo data anet-annotations {shlex.quote(str(out / ANNOTATIONS))} --features "
+        f"{shlex.quote(str(features))}"
+    )
     return 0
 
 
@@ -88,4 +98,5 @@ def run_anet_annotations(args: argparse.Namespace) -> int:
 
     counts = convert_annotations(args.annotations, args.features, args.val_fraction, args.seed)
     print(f"{args.features}: " + ", ".join(f"{count} {subset}" for subset, count in sorted(counts.items())))
+    print(f"next: visionzoo train bmn_own --data {shlex.quote(str(args.features))}")
     return 0

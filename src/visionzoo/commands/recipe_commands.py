@@ -30,7 +30,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.recipe is None:
-        raise VisionZooError(f"usage: visionzoo {args.command} RECIPE [options] (see visionzoo recipes)")
+        usage = f"usage: visionzoo {args.command} RECIPE [options]"
+        if not args.help:
+            raise VisionZooError(f"{usage} (see visionzoo recipes)")
+        from visionzoo.recipes import list_recipes
+
+        print(f"{usage}\n\n{HELP[args.command]}; RECIPE is one of:")
+        for recipe in list_recipes():
+            print(f"  {recipe.name:28s} {recipe.description.splitlines()[0] if recipe.description else ''}")
+        print(f"\nvisionzoo {args.command} RECIPE --help lists the recipe's options")
+        return 0
     recipe, options = _resolve_recipe(args.command, args.recipe, args.options)
     if args.command == "train":
         return _train(recipe, options, args.options)

@@ -35,26 +35,43 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 class EpochProgress:
-    """tqdm bar on a terminal; otherwise a plain line every `every_s` seconds and at the end."""
+    """tqdm bar on a terminal; otherwise a plain line every `every_s` seconds and at the end.
 
-    def __init__(self, total: int, description: str, enabled: bool, every_s: float = 15.0) -> None:
-        self.total, self.description, self.enabled = total, description, enabled
+    Its ETA covers the whole run: the steps left in this bar and `later_steps` (the epochs still to come), at the
+    pace of the steps this process has run (`done_before`, steps finished before a resume, are not timed)."""
+
+    def __init__(
+        self, total: int, description: str, enabled: bool, every_s: float = 15.0, later_steps: int = 0,
+        done_before: int = 0,
+    ) -> None:  # fmt: skip
+        self.total, self.description, self.enabled, self.later_steps = total, description, enabled, later_steps
         self.tty = enabled and sys.stderr.isatty()
-        self.bar = tqdm(total=total, desc=description, dynamic_ncols=True, leave=False) if self.tty else None
-        self.every_s, self.last_print, self.done = every_s, time.monotonic(), 0
+        self.bar = (
+            tqdm(total=total, initial=done_before, desc=description, dynamic_ncols=True, leave=False)
+            if self.tty
+            else None
+        )
+        self.every_s, self.last_print, self.done, self.timed = every_s, time.monotonic(), done_before, 0
         self.start = time.monotonic()
+
+    def eta_s(self) -> float:
+        """Seconds left in the whole run at the pace so far."""
+        per_step = (time.monotonic() - self.start) / max(1, self.timed)
+        return per_step * (self.total - self.done + self.later_steps)
 
     def update(self, steps: int, **fields: float) -> None:
         self.done += steps
+        self.timed += steps
         if self.bar is not None:
-            self.bar.set_postfix({k: f"{v:.4g}" for k, v in fields.items()}, refresh=False)
+            shown = {k: f"{v:.4g}" for k, v in fields.items()}
+            if self.later_steps:
+                shown["run_eta"] = f"{self.eta_s() / 60:.1f}min"
+            self.bar.set_postfix(shown, refresh=False)
             self.bar.update(steps)
         elif self.enabled and (time.monotonic() - self.last_print >= self.every_s or self.done == self.total):
             self.last_print = time.monotonic()
-            elapsed = self.last_print - self.start
-            eta = elapsed / max(1, self.done) * (self.total - self.done)
             shown = " ".join(f"{k} {v:.4g}" for k, v in fields.items())
-            logger.info("%s step %d/%d %s eta %.0fs", self.description, self.done, self.total, shown, eta)
+            logger.info("%s step %d/%d %s eta %.0fs", self.description, self.done, self.total, shown, self.eta_s())
 
     def close(self) -> None:
         if self.bar is not None:

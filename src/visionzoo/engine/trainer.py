@@ -242,8 +242,9 @@ def train_one_epoch(t: Training, state: TrainState, epoch: int, stop: _StopReque
     recipe, info = t.recipe, t.info
     t.sampler.set_epoch(epoch, state.epoch_step)
     t.model.train()
-    bar = EpochProgress(t.steps_per_epoch, f"epoch {epoch + 1}/{recipe.epochs}", info.is_main)
-    bar.update(state.epoch_step)
+    later = (recipe.epochs - epoch - 1) * t.steps_per_epoch  # the ETA covers the epochs still to come
+    bar = EpochProgress(t.steps_per_epoch, f"epoch {epoch + 1}/{recipe.epochs}", info.is_main, later_steps=later,
+                        done_before=state.epoch_step)  # fmt: skip
     epoch_start, time_before = time.monotonic(), state.epoch_time
     batches = iter(t.loader)
     report_worker_deaths_where_waited()
