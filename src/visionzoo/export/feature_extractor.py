@@ -240,6 +240,8 @@ def load_featurizer(settings: ExtractionSettings) -> Featurizer:
     for given in (settings.pretrained, settings.pretrained_flow):
         if given is not None and not Path(given).is_file():
             raise VisionZooError(f"--pretrained {given}: no such weights file")
+    if settings.backbone == "videomae":
+        raise VisionZooError("--backbone videomae:DIR: give the folder of a transformers VideoMAE model")
     if settings.backbone.startswith(VIDEOMAE_PREFIX):
         if settings.pretrained is not None:
             raise VisionZooError("--pretrained: a VideoMAE folder holds its weights (--backbone videomae:DIR)")
