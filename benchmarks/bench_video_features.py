@@ -1,12 +1,16 @@
-"""Speed of `visionzoo features`: video frames decoded and snippets featurised per second, and decode's share.
+"""Speed of `visionzoo features` per backbone: seconds of video per second, and where the time goes.
 
 Usage: python benchmarks/bench_video_features.py [--quick]
 
-A generated 1280x720 H.264 video (30 fps, photo-like detail panning) is read with 16-frame snippets: every frame
-is decoded, one per snippet is scaled by FFmpeg to the eval crop and goes through the backbone (batch 32). Rows:
-decode only (SnippetDecoder), backbone only (on those frames), and the whole `extract_features` (decode +
-backbone + rescale + CSV), for resnet50 and ghostnet_100 at 224 px, in fp32 and in what --amp auto picks.
---quick checks the script on a tiny video without writing the section.
+A generated 1280x720 H.264 video (30 fps, photo-like detail panning, 20 s) through each backbone: resnet50 (the
+centre frame of 16-frame snippets, 224 px), i3d_rgb, two-stream i3d (when OpenCV's contrib build is there),
+r2plus1d_34 (at their published protocols) and a tiny VideoMAE folder (2 layers, 64-d, 16 frames of 224 px:
+the cost of the clip pipeline around a small transformer). Columns: the whole `extract_features` as video
+seconds per second; the inputs (decode, scale, cut and normalise clips, flow: the backbone's dataset), of which
+the TV-L1 flow of the grid frames (timed alone), the network on the prepared inputs, each as seconds per video
+second; the network's MFU
+(its forward FLOPs x items/s over this machine's measured peak for the dtype). --quick checks the script on a
+tiny video with 32 px crops and writes no section.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/...` from anywhere
 from benchmarks.bench_decode import photo_like  # noqa: E402
 from benchmarks.report import markdown_table, write_section  # noqa: E402
+from visionzoo.errors import VisionZooError  # noqa: E402
+from visionzoo.export.feature_extractor import Featurizer, SnippetFeaturizer  # noqa: E402
 
-SNIPPET = 16
+FPS = 30.0
 
 
 def make_video(path: Path, width: int, height: int, seconds: float) -> Path:
@@ -32,48 +38,108 @@ def make_video(path: Path, width: int, height: int, seconds: float) -> Path:
     from visionzoo.data.video import encoder_available, write_video
 
     picture = np.asarray(photo_like(width * 2, height, np.random.default_rng(0)))
-    frames = int(seconds * 30)
+    frames = int(seconds * FPS)
     pan = (np.arange(frames) * (width / frames)).astype(int)
     codec = "libx264" if encoder_available("libx264") else "mpeg4"
-    return write_video(path, (picture[:, x : x + width] for x in pan), 30.0, codec)
+    return write_video(path, (picture[:, x : x + width] for x in pan), FPS, codec)
 
 
-def measure(video: Path, backbone: str, amp: str, out: Path) -> dict[str, object]:
-    from visionzoo.data.feature_folder import FeatureFolder
-    from visionzoo.data.transforms import input_geometry
-    from visionzoo.data.video import SnippetDecoder
+def _inputs(featurizer: Featurizer, video: Path) -> tuple[np.ndarray, float]:
+    """The backbone's prepared inputs of the whole video (frames or clips) and the seconds it took."""
+    begin = time.perf_counter()
+    parts = [array for _, array, _ in featurizer.dataset([(video.stem, video)]) if len(array)]
+    return np.concatenate(parts), time.perf_counter() - begin
+
+
+def _flow_seconds(featurizer: Featurizer, video: Path) -> float:
+    """TV-L1 between every pair of consecutive grid frames (what a flow stream computes), timed alone."""
+    from visionzoo.data.optical_flow import tvl1_flow
+    from visionzoo.data.video_clips import GridFrames
+
+    protocols = getattr(featurizer, "protocols", ())
+    if not any(p.modality == "flow" for p in protocols):
+        return 0.0
+    frames = np.stack(list(GridFrames(video, protocols[0])))
+    begin = time.perf_counter()
+    for i in range(len(frames) - 1):
+        tvl1_flow(frames[i : i + 2])
+    return time.perf_counter() - begin
+
+
+def _macs_per_item(featurizer: Featurizer, item: np.ndarray) -> int:
     from visionzoo.engine.flops import count_macs
+
+    if isinstance(featurizer, SnippetFeaturizer):
+        x = torch.zeros(1, 3, *item.shape[:2])
+        return count_macs(featurizer.model, x)
+    channel, macs = 0, 0
+    for model, protocol in zip(featurizer.models, featurizer.protocols, strict=True):
+        part = torch.from_numpy(item[None, channel : channel + len(protocol.mean)])
+        channel += len(protocol.mean)
+        macs += count_macs(model, part)
+    return macs
+
+
+def measure(video: Path, backbone: str, amp: str, img_size: int | None, out: Path) -> dict[str, object]:
+    from visionzoo.data.feature_folder import FeatureFolder
     from visionzoo.engine.hardware import peak_flops
     from visionzoo.engine.precision import compute_dtype
     from visionzoo.export.feature_extractor import ExtractionSettings, extract_features, load_featurizer
 
-    featurizer = load_featurizer(ExtractionSettings(backbone, img_size=224, snippet_frames=SNIPPET, amp=amp))
-    prep = featurizer.preprocessing
+    batch = 32 if backbone == "resnet50" else 4
+    settings = ExtractionSettings(backbone, img_size=img_size, amp=amp, batch_size=batch, layout="snippets")
+    featurizer = load_featurizer(settings)
+    inputs, inputs_s = _inputs(featurizer, video)
+    flow_s = _flow_seconds(featurizer, video)
+    featurizer(inputs[:1])  # warm-up
     begin = time.perf_counter()
-    decoder = SnippetDecoder(video, SNIPPET, lambda w, h: input_geometry(prep, w, h), 224, prep["interpolation"])
-    frames = np.stack(list(decoder))
-    decode_s = time.perf_counter() - begin
-    featurizer(frames[:2])  # warm-up
-    begin = time.perf_counter()
-    for i in range(0, len(frames), 32):
-        featurizer(frames[i : i + 32])
-    backbone_s = time.perf_counter() - begin
-    folder = FeatureFolder(out / f"{backbone}-{amp}", featurizer.spec())
-    begin = time.perf_counter()
-    extract_features([(video.stem, video)], folder, featurizer)
-    total_s = time.perf_counter() - begin
-    decoded = decoder.meta.frames
-    flops = 2 * count_macs(featurizer.model, torch.zeros(1, 3, 224, 224))
+    for i in range(0, len(inputs), batch):
+        featurizer(inputs[i : i + batch])
+    network_s = time.perf_counter() - begin
+    folder = FeatureFolder(out / f"{backbone.split(':')[0]}-{amp}", featurizer.spec())
+    report = extract_features([(video.stem, video)], folder, featurizer)
+    seconds = report.frames / FPS
+    flops = 2 * _macs_per_item(featurizer, inputs[0])
     peak = peak_flops(compute_dtype(featurizer.precision.resolved), torch.device("cpu"))["peak"]
     return {
-        "backbone": backbone,
+        "backbone": backbone.split(":")[0],
         "amp": featurizer.precision.resolved,
-        "decode: frames/s": f"{decoded / decode_s:.0f}",
-        "backbone: snippets/s": f"{len(frames) / backbone_s:.1f}",
-        "backbone MFU": f"{100 * flops * len(frames) / backbone_s / peak:.1f} %",
-        "features: frames/s (video s/s)": f"{decoded / total_s:.0f} ({decoded / 30 / total_s:.1f})",
-        "decode share": f"{decode_s / (decode_s + backbone_s):.0%}",
+        "items": f"{len(inputs)} {'frames' if isinstance(featurizer, SnippetFeaturizer) else 'clips'}",
+        "video s/s": f"{seconds / report.seconds:.3f}",
+        "inputs s/video s": f"{inputs_s / seconds:.3f}",
+        "of which flow": f"{flow_s / seconds:.3f}",
+        "network s/video s": f"{network_s / seconds:.3f}",
+        "network MFU": f"{100 * flops * len(inputs) / network_s / peak:.1f} %",
     }
+
+
+def tiny_videomae(folder: Path, size: int, frames: int) -> str:
+    """A random VideoMAE folder (2 layers, 64-d) as `save_pretrained` writes it: `videomae:DIR`."""
+    import transformers
+
+    config = transformers.VideoMAEConfig(image_size=size, patch_size=16, num_frames=frames, tubelet_size=2,
+                                         hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                         intermediate_size=128)  # fmt: skip
+    transformers.VideoMAEModel(config).save_pretrained(folder)
+    return f"videomae:{folder}"
+
+
+def backbones(tmp: Path, quick: bool) -> list[str]:
+    """The backbones this machine can run: two-stream I3D needs cv2.optflow, VideoMAE transformers."""
+    import importlib.util
+
+    names = ["resnet50", "i3d_rgb"]
+    try:
+        from visionzoo.data.optical_flow import require_optflow
+
+        require_optflow()
+        names.append("i3d")
+    except VisionZooError as err:
+        print(f"skipping two-stream i3d: {err}")
+    names.append("r2plus1d_34")
+    if importlib.util.find_spec("transformers") is not None:
+        names.append(tiny_videomae(tmp / "videomae", 32 if quick else 224, 4 if quick else 16))
+    return names
 
 
 def main() -> None:
@@ -83,18 +149,20 @@ def main() -> None:
     from visionzoo.engine.hardware import machine
 
     width, height, seconds = (160, 96, 2.0) if args.quick else (1280, 720, 20.0)
+    img_size = 32 if args.quick else None  # None: each backbone's own (its published protocol)
+    size = "32 px crops (--quick)" if args.quick else "each backbone's published protocol"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         video = make_video(Path(tmp) / "clip.mp4", width, height, seconds)
-        for backbone in ("resnet50", "ghostnet_100"):
+        for backbone in backbones(Path(tmp), args.quick):
             for amp in ("off", "auto"):
-                rows.append(measure(video, backbone, amp, Path(tmp)))
+                rows.append(measure(video, backbone, amp, img_size, Path(tmp)))
                 print(rows[-1], flush=True)
     body = (
         f"{machine().describe()}; torch threads {torch.get_num_threads()}, FFmpeg decoder threads auto. One "
-        f"{width}x{height} H.264 video, 30 fps, {seconds:g} s; 16-frame snippets (one frame in 16 goes through the "
-        f"backbone at 224 px), batch 32. Backbone MFU: its forward FLOPs x snippets/s over this machine's "
-        f"measured peak for the dtype.\n\n{markdown_table(rows)}"
+        f"{width}x{height} H.264 video, {FPS:g} fps, {seconds:g} s, at {size} (resnet50: the centre frame of "
+        f"16-frame snippets, batch 32 frames; clip models batch 4 clips); video s/s is the "
+        f"whole extraction, the other columns are seconds spent per second of video.\n\n{markdown_table(rows)}"
     )
     if not args.quick:
         write_section("bench_video_features", body)

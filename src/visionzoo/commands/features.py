@@ -1,4 +1,9 @@
-"""`visionzoo features VIDEO_OR_DIR... --backbone MODEL --output DIR`: raw videos -> BMN features (csv_mean_<T>).
+"""`visionzoo features VIDEO_OR_DIR... --backbone MODEL --output DIR`: raw videos -> BMN features.
+
+The BSN layout (csv_mean_<T>, ActivityNet-style data) by default; `--layout snippets`: snippets/<video>.npy at the
+snippet stride (THUMOS14-style data, what bmn_thumos14 reads). MODEL: a zoo image classifier (centre frames), a
+clip model (`i3d_rgb`, `i3d_flow`, `r2plus1d_18`, `r2plus1d_34`), `i3d` (two-stream: `--pretrained RGB
+--pretrained-flow FLOW`) or `videomae:DIR` (a transformers folder).
 
 See `visionzoo.export.feature_extractor` for what a feature is and what the folder holds; docs/bmn.md for why.
 """
@@ -17,6 +22,7 @@ if TYPE_CHECKING:  # the CLI imports this module to build its parser: heavy impo
     from visionzoo.export.feature_extractor import ExtractionSettings
 
 logger = logging.getLogger(__name__)
+FRAME_BATCH, CLIP_BATCH = 32, 4  # default items per backbone forward: a 16-frame clip is 16 frames' work
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="*", type=Path, metavar="VIDEO_OR_DIR", help="video files, or folders of them")
     p.add_argument("--output", type=Path, required=True, help="feature folder (the layout train bmn_* reads)")
     add_extraction_arguments(p)
-    p.add_argument("--batch-size", type=int, default=32, help="frames per backbone forward")
+    p.add_argument("--layout", choices=("bsn", "snippets"), default="bsn",
+                   help="bsn: csv_mean_<T>/ rescaled to T rows (ActivityNet-style, bmn_own); snippets: "
+                   "snippets/<video>.npy, one row per snippet (THUMOS14-style, bmn_thumos14)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, help="frames (clip models: clips) per backbone forward (32; clips: 4)")
     p.add_argument("--workers", type=int, default=0, help="decoding processes (0: decode in this process)")
     p.add_argument("--decode-threads", type=int, default=0, help="FFmpeg threads per decoder (0: FFmpeg picks)")
     p.add_argument("--keep-snippets", action="store_true", help="also write snippets/<video>.npy, float32 [L, D]")
@@ -39,11 +48,15 @@ def add_extraction_arguments(p: argparse.ArgumentParser, defaults_from_checkpoin
     """The options that decide what a feature is (shared with `predict` on videos, where the checkpoint's
     features.json gives the defaults)."""
     unset = "default: the checkpoint's features, else " if defaults_from_checkpoint else "default "
-    p.add_argument("--backbone", help="a zoo classifier (visionzoo models): its pooled pre-logit features per snippet")
-    p.add_argument("--pretrained", type=Path, help="the backbone's weights (default: random, drawn with --init-seed)")
+    p.add_argument("--backbone", help="a zoo classifier or clip model (visionzoo models), i3d (two-stream) or "
+                   "videomae:DIR: its pooled pre-logit features per snippet")  # fmt: skip
+    p.add_argument("--pretrained", type=Path, help="the backbone's weights, i3d: the RGB stream's (default: random, "
+                   "drawn with --init-seed)")  # fmt: skip
+    p.add_argument("--pretrained-flow", type=Path, help="i3d: the flow stream's weights (e.g. flow_imagenet.pt)")
     p.add_argument("--layer", choices=("pre_logits", "logits"), help=f"({unset}pre_logits)")
-    p.add_argument("--img-size", type=int, help=f"({unset}the backbone's)")
-    p.add_argument("--snippet-frames", type=int, help=f"frames per snippet at the video's rate ({unset}16)")
+    p.add_argument("--img-size", type=int, help=f"({unset}the backbone's; clip models: the crop, resize scaled)")
+    p.add_argument("--snippet-frames", type=int, help=f"frames per snippet at the video's rate ({unset}16; clip "
+                   "models: the protocol's stride, at its fps)")  # fmt: skip
     scale = "default: the checkpoint's T" if defaults_from_checkpoint else "default 100"
     p.add_argument("--temporal-scale", type=int, help=f"T, rows per video after the rescale ({scale})")
     p.add_argument("--init-seed", type=int, help=f"seed of random backbone weights, without --pretrained ({unset}0)")
@@ -68,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     shard = settings.shard
     videos = list_videos(args.inputs)
     featurizer = load_featurizer(settings)
-    if args.pretrained is None:
+    if args.pretrained is None and not args.backbone.startswith("videomae:"):
         logger.warning("no --pretrained: %s has random weights (seed %d)", args.backbone, settings.init_seed)
     spec = featurizer.spec()
     folder = FeatureFolder(args.output, spec)
@@ -79,6 +92,11 @@ def run(args: argparse.Namespace) -> int:
         f"{len(report.already_done)} already done, {len(report.failed)} skipped (unreadable)"
         + (f": {', '.join(report.failed)}" if report.failed else "")
     )
+    if spec.layout == "snippets":
+        print(f"{spec.feat_dim}-d {spec.backbone} features, one per {spec.snippet_frames} frames -> {folder.root}")
+        logger.info("next: put annotations and video_info_new.csv's subsets beside them, then visionzoo train "
+                    "bmn_thumos14 --data %s --feat-dim %d", folder.root, spec.feat_dim)  # fmt: skip
+        return 0
     print(f"{spec.feat_dim}-d {spec.backbone} features, T={spec.temporal_scale} -> {folder.root}")
     T = spec.temporal_scale
     scale = "" if T == 100 else f" --temporal-scale {T} --feature-dir {folder.csv_dir.name}"
@@ -93,11 +111,12 @@ def extraction_settings(args: argparse.Namespace, **defaults: Any) -> Extraction
     """The settings the options give; `defaults` (a checkpoint's features.json, for predict) fill the rest."""
     from visionzoo.data.video_snippets import parse_shard
     from visionzoo.engine.distributed import resolve_device
-    from visionzoo.export.feature_extractor import ExtractionSettings
+    from visionzoo.export.feature_extractor import ExtractionSettings, is_clip_backbone
 
     given = {
         "backbone": args.backbone,
         "pretrained": args.pretrained,
+        "pretrained_flow": args.pretrained_flow,
         "layer": args.layer,
         "img_size": args.img_size,
         "snippet_frames": args.snippet_frames,
@@ -108,8 +127,9 @@ def extraction_settings(args: argparse.Namespace, **defaults: Any) -> Extraction
     fields = {key: value for key, value in defaults.items() if value is not None}
     fields |= {key: value for key, value in given.items() if value is not None}
     device = resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
-    running = {"batch_size": args.batch_size, "device": device}
-    for name in ("workers", "decode_threads", "keep_snippets", "strict"):
+    batch_size = args.batch_size or (CLIP_BATCH if is_clip_backbone(fields.get("backbone") or "") else FRAME_BATCH)
+    running = {"batch_size": batch_size, "device": device}
+    for name in ("workers", "decode_threads", "keep_snippets", "strict", "layout"):
         if hasattr(args, name):
             running[name] = getattr(args, name)
     if hasattr(args, "shard"):

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports this module to build its parser: heavy imports wait until used
+    from visionzoo.models.registry import ModelCfg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +40,27 @@ def run_recipes(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from visionzoo.models import list_models
+    """One model a line, with what `visionzoo features --backbone NAME` would make of it."""
+    from visionzoo.models import list_models, model_cfg
 
-    print("\n".join(list_models(args.pattern)))
+    names = list_models(args.pattern)
+    width = max((len(name) for name in names), default=0)
+    for name in names:
+        print(f"{name:<{width}}  {backbone_use(model_cfg(name), name)}".rstrip())
+    if names:
+        print("feature backbones also: i3d (two-stream: i3d_rgb 1024 then i3d_flow 1024; --pretrained RGB "
+              "--pretrained-flow FLOW), videomae:DIR (a transformers folder)")  # fmt: skip
     return 0
+
+
+def backbone_use(cfg: ModelCfg, name: str) -> str:
+    """What a model gives as a feature backbone: image classifiers see snippets' centre frames, clip models clips
+    cut by their published protocol; other models are none."""
+    if cfg.protocol is not None:
+        p = cfg.protocol
+        size = "the folder's size" if name == "videomae" else f"{p.crop} px"
+        fps = f"{p.fps:g} fps" if p.fps else "the video's fps"
+        return f"[feature backbone: {p.modality} clips of {p.num_frames} frames every {p.stride}, {fps}, {size}]"
+    if cfg.task == "classification":
+        return "[feature backbone: centre frame of each snippet]"
+    return ""

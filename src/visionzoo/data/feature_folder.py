@@ -1,8 +1,10 @@
 """A folder of per-snippet video features in the BSN/BMN layout: what `visionzoo features` writes, `train` reads.
 
   features.json              how the features were made (`FeatureSpec`); `train` records it, `predict` checks it
-  csv_mean_<T>/<video>.csv   header f0..f{D-1}, T rows (BSN's `poolData` rescale of the snippets)
-  snippets/<video>.npy       optional: float32 [L, D], row i = snippet i, frames [i*s, (i+1)*s) at the video's rate
+  csv_mean_<T>/<video>.csv   header f0..f{D-1}, T rows (BSN's `poolData` rescale of the snippets); layout "bsn"
+  snippets/<video>.npy       float32 [L, D], row i = snippet i, frames [i*s, (i+1)*s) at the features' rate (the
+                             video's own, or a clip model's protocol fps); layout "snippets" (what bmn_thumos14
+                             reads), or with keep_snippets
   videos/<video>.json        the video's record, written last: a video is finished once it exists
   video_info_new.csv         assembled from the records: video,numFrame,seconds,fps,rfps,subset,featureFrame
 Each file is written under a temporary name and renamed, so a killed run leaves whole files only (and temporary
@@ -39,6 +41,9 @@ UNLABELLED_SUBSET = "testing"  # ActivityNet's name for videos without public an
 # What makes two feature sets interchangeable: a BMN trained on one kind is refused the others.
 KIND_KEYS = ("backbone", "weights_sha256", "init_seed", "layer", "img_size", "snippet_frames", "temporal_scale",
              "feat_dim")  # fmt: skip
+# Compared too, but absent from features.json written before clip models (read as None there).
+CLIP_KIND_KEYS = ("protocol", "weights_flow_sha256")
+LAYOUTS = ("bsn", "snippets")
 
 
 def feature_dir_name(temporal_scale: int) -> str:
@@ -62,9 +67,14 @@ class FeatureSpec:
     amp: str = "off"  # the precision the backbone ran in (bf16 features differ from fp32 ones in the 3rd digit)
     frame: str = "centre frame of each snippet"
     rescale: str = "BSN/BMN poolData: snippet centres, linear interpolation, 3 points per anchor, mean"
+    layout: str = "bsn"  # bsn: csv_mean_<T>/ rescaled rows; snippets: snippets/<video>.npy at the clip stride
+    protocol: dict[str, Any] | None = None  # clip models: the ClipProtocol the clips were cut with (per stream)
+    weights_flow: str | None = None  # two-stream I3D: the flow stream's file (`weights` is the RGB one)
+    weights_flow_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FEATURES_FORMAT} | asdict(self) | {"feature_dir": feature_dir_name(self.temporal_scale)}
+        feature_dir = feature_dir_name(self.temporal_scale) if self.layout == "bsn" else SNIPPETS_DIR
+        return {"format": FEATURES_FORMAT} | asdict(self) | {"feature_dir": feature_dir}
 
     @classmethod
     def from_dict(cls, found: dict[str, Any]) -> FeatureSpec:
@@ -106,7 +116,7 @@ def kind_differences(found: dict[str, Any], wanted: dict[str, Any]) -> list[str]
     """'setting found vs wanted' for each setting in which two feature descriptions differ (weights: by hash)."""
     differences = [
         f"{key} {found.get(key)} vs {wanted.get(key)}"
-        for key in KIND_KEYS
+        for key in KIND_KEYS + CLIP_KIND_KEYS
         if key not in ("weights_sha256", "init_seed") and found.get(key) != wanted.get(key)
     ]
     same_file = found.get("weights_sha256") == wanted.get("weights_sha256")
@@ -155,8 +165,10 @@ class FeatureFolder:
     def write(self, name: str, source: Path, snippets: np.ndarray, meta: VideoMeta, keep_snippets: bool) -> None:
         """The video's CSV (and snippets), then its record: each atomically, the record last."""
         s, T = self.spec.snippet_frames, self.spec.temporal_scale
-        pooled = pool_snippets(snippets, T, s, meta.frames, meta.seconds)
-        write_text(self.csv_dir / f"{name}.csv", format_feature_csv(pooled))
+        if self.spec.layout == "bsn":
+            pooled = pool_snippets(snippets, T, s, meta.frames, meta.seconds)
+            write_text(self.csv_dir / f"{name}.csv", format_feature_csv(pooled))
+        keep_snippets = keep_snippets or self.spec.layout == "snippets"
         if keep_snippets:
             write_npy(self.snippets / f"{name}.npy", np.ascontiguousarray(snippets, dtype=np.float32))
         record = {

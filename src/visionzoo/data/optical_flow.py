@@ -20,7 +20,8 @@ from visionzoo.errors import VisionZooError
 BOUND = 20.0  # pixels; DeepMind's and dense_flow's clip
 
 
-def _cv2_with_optflow() -> ModuleType:
+def require_optflow() -> ModuleType:
+    """cv2 with its contrib `optflow` module, or one error line saying how to install it."""
     try:
         import cv2
     except ImportError:
@@ -42,7 +43,7 @@ def tvl1_flow(frames: np.ndarray) -> np.ndarray:
         raise VisionZooError(
             f"tvl1_flow takes [T >= 2, H, W, 3] uint8 RGB frames, got {frames.dtype} {list(frames.shape)}"
         )
-    cv2 = _cv2_with_optflow()
+    cv2 = require_optflow()
     tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
     grey = [cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY) for frame in frames]
     flows = [tvl1.calc(prev, nxt, None) for prev, nxt in zip(grey[:-1], grey[1:], strict=True)]  # [H, W, 2] each

@@ -1,40 +1,52 @@
 """Video features: a backbone of the zoo run over the snippets of a user's videos, into a feature folder.
 
-A snippet's feature is the backbone's pooled pre-logit vector (`forward_features` + `forward_head(pre_logits=True)`)
-or its logits (`--layer logits`, as TSN's fc-action scores) of the snippet's centre frame, prepared exactly as the
-model's evaluation prepares an image (its model card's preprocessing). The L snippet vectors are rescaled to T
-rows by BSN's `poolData` (`data.activitynet.pool_snippets`) and written into a feature folder
-(`data.feature_folder`). Videos are decoded in loader workers (`data.video_snippets`), their frames gathered into
+Two kinds of backbone, one loop (`extract_features`): an image classifier sees one frame per snippet
+(`SnippetFeaturizer`); a clip model (I3D, R(2+1)D, VideoMAE: `ModelCfg.protocol`) sees one clip per snippet cut
+as its published features were (`ClipFeaturizer`, clips from `data.video_clips`), and two-stream I3D (`i3d`)
+concatenates its RGB and flow streams' features (RGB first, as the THUMOS14 features detectors use).
+
+A feature is the backbone's pooled pre-logit vector (`forward_features` + `forward_head(pre_logits=True)`) or its
+logits (`--layer logits`, as TSN's fc-action scores); an image classifier's is of the snippet's centre frame,
+prepared exactly as the model's evaluation prepares an image (its model card's preprocessing). The L snippet
+vectors are rescaled to T rows by BSN's `poolData` (`data.activitynet.pool_snippets`) in the BSN layout, or kept
+as they are in the snippets layout, and written into a feature folder (`data.feature_folder`). Videos are
+decoded in loader workers (`data.video_snippets`, `data.video_clips`), their frames or clips gathered into
 backbone batches across videos. This is inference (a network under autocast, a progress bar), so it lives beside
 prediction; `data/` keeps the decoding, the sampling and the rescale.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
-from visionzoo.data.feature_folder import FeatureFolder, FeatureSpec
+from visionzoo.data.feature_folder import LAYOUTS, FeatureFolder, FeatureSpec
+from visionzoo.data.optical_flow import require_optflow
 from visionzoo.data.transforms import normalize
+from visionzoo.data.video_clips import VideoClips, scaled_protocol
 from visionzoo.data.video_snippets import VideoSnippets, in_shard
 from visionzoo.engine.precision import autocast, resolve_amp
 from visionzoo.engine.progress import EpochProgress
 from visionzoo.errors import VisionZooError
 from visionzoo.files import file_sha256
 from visionzoo.models import create_model, model_cfg
-from visionzoo.models.registry import eval_preprocessing
+from visionzoo.models.registry import ClipProtocol, describe_weights, eval_preprocessing, is_model
 
 logger = logging.getLogger(__name__)
 
 LAYERS = ("pre_logits", "logits")
+IMAGE_SNIPPET_FRAMES = 16  # ActivityNet's TSN snippets
+TWO_STREAM = {"i3d": ("i3d_rgb", "i3d_flow")}  # a backbone name that is several registered streams
+VIDEOMAE_PREFIX = "videomae:"
 
 
 @dataclass(frozen=True)
@@ -43,15 +55,17 @@ class ExtractionSettings:
     the command (`features`, or `predict` from a checkpoint's features.json) and read by everything below it."""
 
     backbone: str
-    pretrained: Path | None = None  # the backbone's weights; None: random, drawn from init_seed
+    pretrained: Path | None = None  # the backbone's weights (two-stream: the RGB stream's); None: random (init_seed)
+    pretrained_flow: Path | None = None  # two-stream I3D: the flow stream's weights
     layer: str = "pre_logits"
-    img_size: int | None = None  # None: the backbone's own
-    snippet_frames: int = 16
+    img_size: int | None = None  # None: the backbone's own (clip models: the protocol's crop, resize scaled alike)
+    snippet_frames: int | None = None  # None: 16 for an image classifier, a clip model's protocol stride
     temporal_scale: int = 100
     init_seed: int = 0
     amp: str = "auto"
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    batch_size: int = 32  # frames per backbone forward
+    layout: str = "bsn"  # data.feature_folder.LAYOUTS
+    batch_size: int = 32  # frames (clip models: clips) per backbone forward
     workers: int = 0  # decoding processes
     decode_threads: int = 0  # FFmpeg threads per decoder (0: FFmpeg picks)
     keep_snippets: bool = False
@@ -61,6 +75,39 @@ class ExtractionSettings:
     def __post_init__(self) -> None:
         if self.layer not in LAYERS:
             raise VisionZooError(f"--layer {self.layer}: expected one of {', '.join(LAYERS)}")
+        if self.layout not in LAYOUTS:
+            raise VisionZooError(f"--layout {self.layout}: expected one of {', '.join(LAYOUTS)}")
+        if self.pretrained_flow is not None and self.backbone not in TWO_STREAM:
+            raise VisionZooError(f"--pretrained-flow: only for a two-stream backbone ({', '.join(TWO_STREAM)})")
+
+    def feature_spec(self, amp: str, **measured: Any) -> FeatureSpec:
+        """features.json: what these settings say, with what the featurizer knows (sizes, preprocessing)."""
+        return FeatureSpec(backbone=self.backbone, **self.weights_fields(), layer=self.layer, amp=amp,
+                           temporal_scale=self.temporal_scale, layout=self.layout, **measured)  # fmt: skip
+
+    def weights_fields(self) -> dict[str, Any]:
+        """features.json's weights: each file as given and its hash (a folder: the hash of its files)."""
+        fields: dict[str, Any] = {"weights": None, "weights_sha256": None, "init_seed": self.init_seed}
+        if self.backbone.startswith(VIDEOMAE_PREFIX):  # the folder is the weights
+            folder = Path(self.backbone.removeprefix(VIDEOMAE_PREFIX))
+            return fields | {"weights": str(folder), "weights_sha256": weights_sha256(folder), "init_seed": None}
+        if self.pretrained is not None:
+            fields |= {"weights": str(self.pretrained), "weights_sha256": weights_sha256(self.pretrained)}
+        if self.pretrained_flow is not None:
+            fields |= {"weights_flow": str(self.pretrained_flow)}
+            fields |= {"weights_flow_sha256": weights_sha256(self.pretrained_flow)}
+        if self.pretrained is not None and (self.backbone not in TWO_STREAM or self.pretrained_flow is not None):
+            fields["init_seed"] = None
+        return fields
+
+
+def weights_sha256(path: Path) -> str:
+    """A weights file's sha256, or a model folder's (VideoMAE): the sha256 of its files' names and hashes."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_sha256(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return hashlib.sha256("".join(f"{p.relative_to(path)}:{file_sha256(p)}\n" for p in files).encode()).hexdigest()
 
 
 class SnippetFeaturizer:
@@ -72,6 +119,7 @@ class SnippetFeaturizer:
         self.model = model.eval().to(self.device)
         self.preprocessing, self.layer = preprocessing, settings.layer
         self.img_size = int(preprocessing["img_size"])
+        self.snippet_frames = settings.snippet_frames or IMAGE_SNIPPET_FRAMES
         self.feat_dim = self(np.zeros((1, self.img_size, self.img_size, 3), np.uint8)).shape[1]
 
     @classmethod
@@ -84,21 +132,19 @@ class SnippetFeaturizer:
         return cls(model, eval_preprocessing(model_cfg(settings.backbone), settings.img_size), settings)
 
     def spec(self) -> FeatureSpec:
-        """The features.json of this backbone's features of its snippets rescaled to T rows."""
-        pretrained = self.settings.pretrained
-        return FeatureSpec(
-            backbone=self.settings.backbone,
-            weights=str(pretrained) if pretrained is not None else None,
-            weights_sha256=file_sha256(Path(pretrained)) if pretrained is not None else None,
-            init_seed=None if pretrained is not None else self.settings.init_seed,
-            layer=self.layer,
+        """The features.json of this backbone's features of its snippets (rescaled to T rows in the BSN layout)."""
+        return self.settings.feature_spec(
+            self.precision.resolved,
             img_size=self.img_size,
-            snippet_frames=self.settings.snippet_frames,
-            temporal_scale=self.settings.temporal_scale,
+            snippet_frames=self.snippet_frames,
             feat_dim=self.feat_dim,
             preprocessing=dict(self.preprocessing),
-            amp=self.precision.resolved,
         )
+
+    def dataset(self, videos: list[tuple[str, Path]]) -> IterableDataset:
+        """The videos' snippets' centre frames, prepared as the model's evaluation prepares an image."""
+        s = self.settings
+        return VideoSnippets(videos, self.snippet_frames, self.preprocessing, s.batch_size, s.decode_threads)
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         images = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2)
@@ -108,19 +154,123 @@ class SnippetFeaturizer:
         return out.float().cpu().numpy()
 
 
-def load_featurizer(settings: ExtractionSettings) -> SnippetFeaturizer:
-    """The backbone (a recipe or registered classifier) with its weights file, or random ones from `init_seed`.
+class ClipFeaturizer:
+    """One or more clip models in eval mode (the streams of one feature) turning clips [B, C, T, S, S] (the
+    streams' channels concatenated, already normalised) into float32 features [B, sum of the streams' D]."""
+
+    def __init__(self, streams: list[tuple[nn.Module, ClipProtocol]], settings: ExtractionSettings) -> None:
+        self.settings, self.device = settings, settings.device
+        self.precision = resolve_amp(settings.amp, self.device)
+        self.layer = settings.layer
+        self.models = [model.eval().to(self.device) for model, _ in streams]
+        self.protocols = tuple(protocol for _, protocol in streams)
+        if any(p.modality == "flow" for p in self.protocols):  # before any video: else every one fails alike
+            try:
+                require_optflow()
+            except VisionZooError as err:
+                raise VisionZooError(f"--backbone {settings.backbone}: {err}; or use --backbone i3d_rgb") from None
+        p = self.protocols[0]
+        channels = sum(len(q.mean) for q in self.protocols)
+        self.feat_dim = self(np.zeros((1, channels, p.num_frames, p.crop, p.crop), np.float32)).shape[1]
+
+    def spec(self) -> FeatureSpec:
+        """features.json: the backbone, its weights and the protocol of every stream."""
+        p = self.protocols[0]
+        protocol = {q.modality: asdict(q) for q in self.protocols}
+        return self.settings.feature_spec(
+            self.precision.resolved,
+            img_size=p.crop,
+            snippet_frames=p.stride,
+            feat_dim=self.feat_dim,
+            preprocessing={},
+            frame=f"a {p.num_frames}-frame clip centred on each snippet of {p.stride} frames at "
+            + (f"{p.fps:g} fps" if p.fps else "the video's own rate"),
+            protocol=protocol,
+        )
+
+    def dataset(self, videos: list[tuple[str, Path]]) -> IterableDataset:
+        s = self.settings
+        return VideoClips(videos, self.protocols, s.batch_size, s.decode_threads)
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        x, outs, channel = torch.from_numpy(clips).to(self.device), [], 0
+        with torch.inference_mode(), autocast(self.precision.resolved, self.device):
+            for model, protocol in zip(self.models, self.protocols, strict=True):
+                part = x[:, channel : channel + len(protocol.mean)]
+                channel += len(protocol.mean)
+                outs.append(model.forward_head(model.forward_features(part), pre_logits=self.layer == "pre_logits"))
+        return torch.cat(outs, dim=1).float().cpu().numpy()
+
+
+Featurizer = SnippetFeaturizer | ClipFeaturizer
+
+
+def is_clip_backbone(backbone: str) -> bool:
+    """A two-stream name, a VideoMAE folder or a registered model with a clip protocol."""
+    if backbone in TWO_STREAM or backbone.startswith(VIDEOMAE_PREFIX):
+        return True
+    return is_model(backbone) and model_cfg(backbone).protocol is not None
+
+
+def _clip_stream(name: str, pretrained: Path | None, settings: ExtractionSettings) -> tuple[nn.Module, ClipProtocol]:
+    """A registered clip model with its weights (the file's layout named, or a mismatch in one line naming both),
+    and its protocol at the asked crop and stride."""
+    if name.startswith(VIDEOMAE_PREFIX):
+        folder = Path(name.removeprefix(VIDEOMAE_PREFIX))
+        model = create_model("videomae", model_dir=folder)
+        size, frames = model.image_size, model.num_frames  # the folder's config decides the clip it takes
+        protocol = replace(model_cfg("videomae").protocol, num_frames=frames, resize=(size, size), crop=size)
+    else:
+        if pretrained is not None:
+            logger.info("--pretrained %s: %s", pretrained, describe_weights(pretrained))
+        with torch.random.fork_rng(devices=[]):  # random weights: drawn from init_seed, the global RNG untouched
+            torch.manual_seed(settings.init_seed)
+            model = create_model(name, pretrained=pretrained)
+        protocol = model_cfg(name).protocol
+    if settings.img_size is not None:
+        protocol = scaled_protocol(protocol, settings.img_size)
+    if settings.snippet_frames is not None:
+        protocol = replace(protocol, stride=settings.snippet_frames)
+    return model, protocol
+
+
+def load_featurizer(settings: ExtractionSettings) -> Featurizer:
+    """The backbone with its weights file(s), or random weights from `init_seed`: a clip model (or two-stream
+    I3D) as a `ClipFeaturizer`, anything else as an image classifier's `SnippetFeaturizer`."""
+    for given in (settings.pretrained, settings.pretrained_flow):
+        if given is not None and not Path(given).is_file():
+            raise VisionZooError(f"--pretrained {given}: no such weights file")
+    if settings.backbone == "videomae":
+        raise VisionZooError("--backbone videomae:DIR: give the folder of a transformers VideoMAE model")
+    if settings.backbone.startswith(VIDEOMAE_PREFIX):
+        if settings.pretrained is not None:
+            raise VisionZooError("--pretrained: a VideoMAE folder holds its weights (--backbone videomae:DIR)")
+        return ClipFeaturizer([_clip_stream(settings.backbone, None, settings)], settings)
+    if settings.backbone in TWO_STREAM:
+        rgb, flow = TWO_STREAM[settings.backbone]
+        if (settings.pretrained is None) != (settings.pretrained_flow is None):
+            raise VisionZooError(f"--backbone {settings.backbone}: give both --pretrained RGB and --pretrained-flow "
+                                 "FLOW, or neither (random weights)")  # fmt: skip
+        streams = [_clip_stream(rgb, settings.pretrained, settings)]
+        return ClipFeaturizer(streams + [_clip_stream(flow, settings.pretrained_flow, settings)], settings)
+    if is_clip_backbone(settings.backbone):
+        return ClipFeaturizer([_clip_stream(settings.backbone, settings.pretrained, settings)], settings)
+    return load_image_featurizer(settings)
+
+
+def load_image_featurizer(settings: ExtractionSettings) -> SnippetFeaturizer:
+    """An image backbone (a recipe or registered classifier) with its weights file, or random ones from `init_seed`.
 
     Its preprocessing is the model card's (`export.model_card.resolve_card`): a run's own image size, crop and
     normalisation when `--pretrained` comes from a training run."""
     from visionzoo.export.model_card import resolve_card
 
     pretrained = settings.pretrained
-    if pretrained is not None and not Path(pretrained).is_file():
-        raise VisionZooError(f"--pretrained {pretrained}: no such weights file")
     card = resolve_card(settings.backbone, pretrained, settings.img_size)
     if card.task != "classification":
         raise VisionZooError(f"--backbone {settings.backbone}: not an image classifier (see visionzoo models)")
+    if pretrained is not None:
+        logger.info("--pretrained %s: %s", pretrained, describe_weights(pretrained))
     with torch.random.fork_rng(devices=[]):  # random weights: drawn from init_seed, the global RNG untouched
         torch.manual_seed(settings.init_seed)
         model = card.build_model(pretrained=pretrained)
@@ -140,7 +290,7 @@ class ExtractionReport:
 class _Batches:
     """Frames of several videos gathered into backbone batches; a video is written once all its frames are done."""
 
-    def __init__(self, featurizer: SnippetFeaturizer, batch_size: int) -> None:
+    def __init__(self, featurizer: Featurizer, batch_size: int) -> None:
         self.featurizer, self.batch_size = featurizer, batch_size
         self.waiting: list[tuple[int, np.ndarray]] = []
         self.features: dict[int, list[np.ndarray]] = {}
@@ -175,9 +325,7 @@ class _Batches:
         self.features.pop(index, None)
 
 
-def extract_features(
-    videos: list[tuple[str, Path]], folder: FeatureFolder, featurizer: SnippetFeaturizer
-) -> ExtractionReport:
+def extract_features(videos: list[tuple[str, Path]], folder: FeatureFolder, featurizer: Featurizer) -> ExtractionReport:
     """Extract this shard's unfinished videos into `folder`, then assemble its video_info_new.csv."""
     settings = featurizer.settings
     batch_size, keep_snippets, shard = settings.batch_size, settings.keep_snippets, settings.shard
@@ -191,9 +339,7 @@ def extract_features(
         (report.already_done if folder.finished(name, keep_snippets) else todo).append((name, path))
     if report.already_done:
         logger.info("%d of %d videos already extracted in %s", len(report.already_done), len(mine), folder.root)
-    chunks = VideoSnippets(todo, folder.spec.snippet_frames, featurizer.preprocessing, batch_size,
-                           settings.decode_threads)  # fmt: skip
-    loader = DataLoader(chunks, batch_size=None, num_workers=settings.workers, in_order=False)
+    loader = DataLoader(featurizer.dataset(todo), batch_size=None, num_workers=settings.workers, in_order=False)
     batches, ended, start = _Batches(featurizer, batch_size), {}, time.monotonic()
     bar = EpochProgress(len(todo), "features", enabled=bool(todo))
 

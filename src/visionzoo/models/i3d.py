@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from visionzoo.models.registry import ClipProtocol, ModelCfg, register_model
+from visionzoo.models.weights import StateDict
 
 Triple = tuple[int, int, int]
 
@@ -164,6 +165,16 @@ _RGB = ClipProtocol(16, 4, None, (256, 340), 224, (0.5,) * 3, (0.5,) * 3, "rgb",
 _FLOW = ClipProtocol(16, 4, None, (256, 340), 224, (0.0,) * 2, (1.0,) * 2, "flow", _SOURCE)
 
 
+def i3d_layout(state: StateDict) -> str | None:
+    """piergiaj's files: the stream from the first conv's input channels, the classes from the logits."""
+    first = state.get("Conv3d_1a_7x7.conv3d.weight")
+    if first is None:
+        return None
+    stream = {3: "RGB", 2: "flow"}.get(first.shape[1], f"{first.shape[1]}-channel")
+    logits = state.get("logits.conv3d.weight")
+    return f"piergiaj I3D {stream}" + (f" ({logits.shape[0]} classes)" if logits is not None else "")
+
+
 def _cfg(protocol: ClipProtocol) -> ModelCfg:
     chans = len(protocol.mean)
     return ModelCfg(
@@ -175,6 +186,7 @@ def _cfg(protocol: ClipProtocol) -> ModelCfg:
         first_conv="Conv3d_1a_7x7.conv3d",
         classifier="logits.conv3d",
         protocol=protocol,
+        layout_name=i3d_layout,
     )
 
 

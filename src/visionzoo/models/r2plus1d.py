@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from visionzoo.models.registry import ClipProtocol, ModelCfg, register_model
-from visionzoo.models.weights import StateDict
+from visionzoo.models.weights import StateDict, count_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +162,21 @@ def tsp_checkpoint_filter(state: StateDict, model: nn.Module) -> StateDict:
     return backbone | {k: own[k] for k in own if k.startswith("fc.")}
 
 
+def r2plus1d_layout(state: StateDict) -> str | None:
+    """torchvision's, IG65M's (Caffe2 midplanes per conv) and TSP's files (backbone under `features.`)."""
+    tsp = any(k.startswith("features.") for k in state)
+    keys = {k.removeprefix("features."): v for k, v in state.items()}
+    if "stem.0.weight" not in keys or "layer2.0.conv2.0.0.weight" not in keys:
+        return None
+    depth = {2: "18", 6: "34"}.get(count_blocks(keys, "layer3"), f"({count_blocks(keys, 'layer3')} layer3 blocks)")
+    if tsp:
+        return f"TSP R(2+1)D-{depth}"
+    caffe2 = keys["layer2.0.conv2.0.0.weight"].shape[0] == midplanes(128, 128)
+    fc = keys.get("fc.weight")
+    classes = f" ({fc.shape[0]} classes)" if fc is not None else ""
+    return f"{'Caffe2 (IG65M)' if caffe2 else 'torchvision'} R(2+1)D-{depth}{classes}"
+
+
 # ActivityNet TSP features (HumamAlwassel/TSP extract_features.py): 15 fps, 16-frame clips every 16 frames,
 # frames resized to 128 x 171 (bilinear), Kinetics mean/std, centre crop 112.
 _TSP = ClipProtocol(
@@ -180,6 +195,7 @@ def _cfg() -> ModelCfg:
         classifier="fc",
         checkpoint_filter=tsp_checkpoint_filter,
         protocol=_TSP,
+        layout_name=r2plus1d_layout,
     )
 
 

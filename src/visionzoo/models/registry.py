@@ -16,7 +16,7 @@ from typing import Any
 import torch.nn as nn
 
 from visionzoo.errors import VisionZooError
-from visionzoo.models.weights import CheckpointFilter, load_checkpoint
+from visionzoo.models.weights import CheckpointFilter, StateDict, load_checkpoint, read_state_dict
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -61,6 +61,10 @@ class ModelCfg:
     classifier: str = ""
     checkpoint_filter: CheckpointFilter | None = None  # maps another project's key layout onto ours
     protocol: ClipProtocol | None = None  # video feature backbones: how the published features were extracted
+    layout_name: LayoutName | None = None  # names the published files of this architecture from their keys
+
+
+LayoutName = Callable[[StateDict], "str | None"]
 
 
 def eval_preprocessing(cfg: ModelCfg, img_size: int | None = None) -> dict[str, Any]:
@@ -107,15 +111,41 @@ def model_cfg(name: str) -> ModelCfg:
     return _MODELS[name][1]
 
 
+def weights_layout(state: StateDict) -> str | None:
+    """The published layout the keys say this state dict is in ("piergiaj I3D RGB (400 classes)"), asking every
+    architecture's `layout_name`; None when none recognises it."""
+    for name_layout in dict.fromkeys(cfg.layout_name for _, cfg in _MODELS.values() if cfg.layout_name):
+        found = name_layout(state)
+        if found:
+            return found
+    return None
+
+
+def describe_weights(path: str | Path) -> str:
+    """What a weights file holds, in words, for the log line of `--pretrained` and for mismatch errors."""
+    state = read_state_dict(path)
+    first = next(iter(state), "-")
+    return weights_layout(state) or f"a layout no zoo model names ({len(state)} tensors, first {first})"
+
+
 def create_model(name: str, pretrained: str | Path | None = None, **kwargs) -> nn.Module:
     """Build a registered model; `pretrained` is a local weights file (safetensors or a PyTorch checkpoint).
 
     A classifier trained for another number of classes is replaced by a fresh one (said in one line), as
-    timm does; every other mismatch is an error naming the file.
+    timm does; every other mismatch is an error naming the file, and what it holds where its layout is known.
     """
     cfg = model_cfg(name)
     model = _MODELS[name][0](**kwargs)
     model.pretrained_cfg = cfg
     if pretrained:
-        load_checkpoint(model, pretrained, adapt_classifier=True)
+        try:
+            load_checkpoint(model, pretrained, adapt_classifier=True)
+        except VisionZooError as err:
+            try:
+                found = weights_layout(read_state_dict(pretrained))
+            except VisionZooError:
+                found = None
+            if found is None:
+                raise
+            raise VisionZooError(f"{err}; the file holds {found} weights, not {name}'s") from None
     return model

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from visionzoo.models.registry import ModelCfg, register_model
-from visionzoo.models.weights import StateDict
+from visionzoo.models.weights import StateDict, count_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -210,8 +210,20 @@ def _filter_checkpoint(state: StateDict, model: nn.Module) -> StateDict:
     return state
 
 
+def resnet_layout(state: StateDict) -> str | None:
+    """torchvision's bottleneck ResNets (and ResNet-50+BAM): the depth from layer3's blocks."""
+    if "conv1.weight" not in state or "layer4.0.conv3.weight" not in state:
+        return None
+    depth = {6: "50", 23: "101", 36: "152"}.get(count_blocks(state, "layer3"), "(bottleneck)")
+    bam = "+BAM" if any(_is_bam_key(k) for k in state) else ""
+    fc = state.get("fc.weight")
+    return f"torchvision ResNet-{depth}{bam}" + (f" ({fc.shape[0]} classes)" if fc is not None else "")
+
+
 # Both references evaluate with Resize(256) + CenterCrop(224).
-_CFG = ModelCfg(crop_pct=0.875, first_conv="conv1", classifier="fc", checkpoint_filter=_filter_checkpoint)
+_CFG = ModelCfg(
+    crop_pct=0.875, first_conv="conv1", classifier="fc", checkpoint_filter=_filter_checkpoint, layout_name=resnet_layout
+)
 
 
 @register_model(_CFG)

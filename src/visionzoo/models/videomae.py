@@ -61,6 +61,7 @@ class VideoMAE(nn.Module):
         self.fc_norm: nn.Module | None = model.fc_norm if classifier else None
         self.classifier: nn.Module = model.classifier if classifier else nn.Identity()
         self.num_features = config.hidden_size
+        self.num_frames, self.image_size = config.num_frames, config.image_size  # the clip it takes
         self.num_classes = config.num_labels if classifier else 0
 
     def get_classifier(self) -> nn.Module:

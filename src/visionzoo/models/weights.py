@@ -98,6 +98,11 @@ def _strip_prefixes(key: str) -> str:
     return key
 
 
+def count_blocks(state: StateDict, layer: str) -> int:
+    """How many blocks `layer` (e.g. "layer3") has in a ResNet-style state dict: what tells depths apart."""
+    return len({k.split(".")[1] for k in state if k.startswith(f"{layer}.")})
+
+
 def classifier_keys(model: nn.Module) -> set[str]:
     """State-dict keys of the model's classifier (from `get_classifier()`), empty if it has none."""
     get = getattr(model, "get_classifier", None)
