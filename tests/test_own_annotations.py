@@ -53,7 +53,10 @@ def test_csv_annotations_become_the_bmn_files(
     )
     capsys.readouterr()
     assert cli("data", "anet-annotations", str(annotations), "--features", str(features), "--val-fraction", "0.5") == 0
-    assert capsys.readouterr().out.strip() == f"{features}: 1 testing, 2 training, 2 validation"
+    assert capsys.readouterr().out.splitlines() == [
+        f"{features}: 1 testing, 2 training, 2 validation",
+        f"next: visionzoo train bmn_own --data {features}",
+    ]
     database = json.loads((features / "anet_anno_action.json").read_text())
     assert set(database) == set(VIDEOS)
     assert database["walk"] == {
