@@ -210,7 +210,8 @@ class VideoClassificationTask:
         model card (`predict --classes` checks the features against the BMN's and names the classes)."""
         r = self.shape
         info = {"feat_dim": r.feat_dim, "temporal_scale": r.temporal_scale, "feature_dir": r.feature_dir}
-        return info | {"class_names": self.class_names} | ({"features": self.features} if self.features else {})
+        classes = {"num_classes": len(self.class_names), "class_names": self.class_names}
+        return info | classes | ({"features": self.features} if self.features else {})
 
     def write_eval_outputs(self, result: EvalResult, directory: Path) -> dict[str, str]:
         """The classes of the evaluated videos (ActivityNet classification JSON), best first."""
