@@ -157,3 +157,52 @@ def test_screenshot_is_not_blank(page: Any, tmp_path: Path) -> None:
     assert pixels.shape[0] > 900 and pixels.shape[1] == 1200
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500  # text, lanes of class colours, video frames
     assert pixels.std() > 20
+
+
+@pytest.fixture(scope="module")
+def predicted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The index.html of a real `predict --classes` run on generated videos (models trained for two epochs)."""
+    from visionzoo.cli import main
+
+    def cli(*argv: object) -> None:
+        assert main([str(a) for a in argv]) == 0
+
+    root = tmp_path_factory.mktemp("predicted")
+    demo = make_video_demo(root / "demo", videos=8, seconds=(4.0, 6.0), size=(64, 48))
+    features, out = root / "features", root / "out"
+    cli("features", demo / "videos", "--backbone", "tiny_test_net", "--img-size", 32, "--snippet-frames", 4,
+        "--amp", "off", "--temporal-scale", 16, "--output", features)  # fmt: skip
+    cli("data", "anet-annotations", demo / "annotations.csv", "--features", features)
+    cli("train", "bmn_own", "--data", features, "--feat-dim", 16, "--temporal-scale", 16, "--feature-dir",
+        "csv_mean_16", "--epochs", 2, "--workers", 0, "--output", root / "bmn")  # fmt: skip
+    cli("train", "anet_video_classifier", "--data", features, "--epochs", 2, "--workers", 0, "--output", root / "cls")
+    cli("predict", "bmn_own", "--checkpoint", root / "bmn" / "best.safetensors", demo / "videos" / "demo_000.mp4",
+        demo / "videos" / "demo_001.mp4", "--classes", root / "cls" / "best.safetensors", "--ground-truth",
+        demo / "annotations.csv", "--output", out)  # fmt: skip
+    return out / "index.html"
+
+
+def test_predicted_page_seeks_to_a_clicked_detection(browser: Any, predicted: Path) -> None:
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[str] = []
+    requests: list[str] = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(predicted.as_uri())
+    page.wait_for_function("document.getElementById('video-0').readyState >= 1", timeout=WAIT_MS)
+    assert page.locator("#section-0 .truth .seg[data-label]").count() >= 1  # the ground truth, labelled
+    page.evaluate(
+        "() => { const v = document.getElementById('video-0');"
+        " v.addEventListener('seeked', () => { window.seekedAt = v.currentTime; }, {once: true}); }"
+    )
+    best = page.locator('#section-0 .detections .seg[data-rank="1"]')
+    start, label = float(best.get_attribute("data-start")), best.get_attribute("data-label")
+    assert label and start >= 0
+    best.click()
+    page.wait_for_function("window.seekedAt !== undefined", timeout=WAIT_MS)
+    fps = _seconds_fps(predicted.parent.parent / "demo" / "videos" / "demo_000.mp4")[1]
+    assert abs(page.evaluate("window.seekedAt") - start) <= 1.0 / fps
+    assert errors == []
+    assert requests and all(url.startswith(("file://", "data:")) for url in requests)
+    page.close()

@@ -1,4 +1,5 @@
-"""`visionzoo predict`: top-k classes of images, or BMN proposals of feature CSVs, from a checkpoint or ONNX file."""
+"""`visionzoo predict`: top-k classes of images or of videos (feature CSVs or video files), BMN proposals of feature
+CSVs, or BMN proposals and labelled detections of videos, from a checkpoint or ONNX file."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from visionzoo.recipes.base import Amp, Device, choices
+from visionzoo.recipes.base import Amp, Device, Fusion, choices
 
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: heavy imports wait until used
     from visionzoo.export.model_card import ModelCard
     from visionzoo.export.runtime import Runtime
+    from visionzoo.export.video_predict import Labeller
 
 logger = logging.getLogger(__name__)
 
@@ -20,14 +22,18 @@ DEFAULT_VIDEO_OUTPUT = Path("output/predict")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "predict", help="top-k classes of images, or BMN proposals of feature CSVs, from a checkpoint or ONNX file"
+        "predict", help="classes of images or videos, BMN proposals of feature CSVs, or detections of videos"
     )
     p.add_argument("target", metavar="RECIPE", help="recipe or model name (with --onnx: checked against the file)")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="images, feature CSVs or videos, or folders")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, help="PyTorch weights (.safetensors or .pt)")
     source.add_argument("--onnx", type=Path, help="an ONNX file written by visionzoo export")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument(
+        "--top-k", "--topk", dest="topk", type=int,
+        help="classes shown per image or video (default 5); with --classes: classes per video paired with the "
+        "proposals (default 2)",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument(
         "--amp",
@@ -53,7 +59,12 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("BMN on raw videos (default settings: those of the checkpoint's features)")
     add_extraction_arguments(group, defaults_from_checkpoint=True)
     group.add_argument("--ground-truth", type=Path, help="annotation CSV or JSON, drawn beside the proposals")
-    group.add_argument("--show", type=int, default=SHOWN, help="proposals per video in the SRT and the timeline")
+    group.add_argument("--show", type=int, default=SHOWN, help="segments per video in the SRT and the timeline")
+    group.add_argument(
+        "--classes", type=Path, metavar="CHECKPOINT",
+        help="a video classifier trained on the same features (anet_video_classifier): labelled detections",
+    )  # fmt: skip
+    group.add_argument("--fusion", default="product", choices=choices(Fusion), help="proposal x class score")
     group.add_argument("--device", default="auto", choices=choices(Device), help="where the backbone runs")
 
 
@@ -80,8 +91,11 @@ def run(args: argparse.Namespace) -> int:
         return _show_proposals(results, args.output, None if in_seconds else unit)
     from visionzoo.data.imagefolder import is_image_file
 
+    if card.task == "video_classification":
+        files = expand_inputs(inputs, lambda name: name.lower().endswith(".csv"), "feature CSV files")
+        return _show_classes(predict.predict_video_classes(card, runtime, files, args.batch_size), args)
     files = expand_inputs(inputs, is_image_file, "image files")
-    predictions = predict.predict_images(card, runtime, files, args.topk, args.batch_size)
+    predictions = predict.predict_images(card, runtime, files, args.topk or 5, args.batch_size)
     for p in predictions:
         print(p.file + ": " + ", ".join(f"{e['name']} {e['probability']:.3f}" for e in p.topk))
     if args.output is not None:
@@ -92,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
 def _wants_videos(args: argparse.Namespace, card: ModelCard) -> bool:
     from visionzoo.data.video import is_video_file
 
-    return card.task == "proposals" and (args.backbone is not None or any(is_video_file(p.name) for p in args.inputs))
+    wanted = args.backbone is not None or any(is_video_file(p.name) for p in args.inputs)
+    return card.task in ("proposals", "video_classification") and wanted
 
 
 def _predict_videos(args: argparse.Namespace, card: ModelCard, runtime: Runtime) -> int:
@@ -100,23 +115,67 @@ def _predict_videos(args: argparse.Namespace, card: ModelCard, runtime: Runtime)
     from visionzoo.commands.features import extraction_settings
     from visionzoo.data.video_snippets import list_videos
     from visionzoo.errors import VisionZooError
-    from visionzoo.export.video_predict import predict_videos, trained_features
-    from visionzoo.tasks.postprocess import write_proposals
+    from visionzoo.export import video_predict
 
-    defaults = trained_features(card)
+    defaults = video_predict.trained_features(card)
     if (args.backbone or defaults["backbone"]) is None:
         raise VisionZooError("predict on videos: give --backbone MODEL (the checkpoint does not record its features)")
     settings = extraction_settings(args, **(defaults | {"amp": args.amp or defaults["amp"] or "auto"}))
-    output = args.output or DEFAULT_VIDEO_OUTPUT
-    results = predict_videos(
-        card, runtime, settings, list_videos(args.inputs), args.checkpoint or args.onnx, output, args.show,
-        args.ground_truth,
-    )  # fmt: skip
+    output, videos, source = args.output or DEFAULT_VIDEO_OUTPUT, list_videos(args.inputs), args.checkpoint or args.onnx
+    if card.task == "video_classification":
+        args.output = output / "classification.json"
+        return _show_classes(video_predict.video_classes(card, runtime, settings, videos, source), args)
+    labeller = _labeller(args) if args.classes is not None else None
+    results = video_predict.predict_videos(card, runtime, settings, videos, source, labeller)
+    for r in results:
+        found, what = (r.detections, "detections") if r.detections is not None else (r.proposals, "proposals")
+        best = ", ".join(f"{_label(p)}[{p['segment'][0]:.2f}, {p['segment'][1]:.2f}] s {p['score']:.3f}"
+                         for p in found[:3])  # fmt: skip
+        print(f"{r.name}: {len(found)} {what}; best {best}")
+    for line in video_predict.write_results_folder(output, results, args.show, args.ground_truth):
+        print(line)
+    shown = "detections" if labeller is not None else "proposals"
+    print(f"{output}/<video>.srt, {output}/<video>.png: the top {args.show} {shown} of each video; open "
+          f"{output / video_predict.VIEWER} in a browser")  # fmt: skip
+    return 0
+
+
+def _label(segment: dict) -> str:
+    return f"{segment['label']} " if "label" in segment else ""
+
+
+def _labeller(args: argparse.Namespace) -> Labeller:
+    """The --classes checkpoint as a runtime, its recipe named by the run's config.yaml (or the card beside it)."""
+    from visionzoo.errors import VisionZooError
+    from visionzoo.export.model_card import card_path, read_card
+    from visionzoo.export.predict import load_runtime
+    from visionzoo.export.video_predict import Labeller
+    from visionzoo.files import require_regular_file
+    from visionzoo.recipes.overrides import read_yaml_mapping
+
+    checkpoint = args.classes
+    require_regular_file(checkpoint, "--classes checkpoint")
+    config_file = checkpoint.parent / "config.yaml"
+    if config_file.is_file():
+        config = read_yaml_mapping(config_file, "run config")
+        name = str(config.get("name") or config.get("model"))
+    elif card_path(checkpoint).is_file():
+        shipped = read_card(card_path(checkpoint))
+        name = shipped.recipe or shipped.model
+    else:
+        raise VisionZooError(f"--classes {checkpoint}: no config.yaml or model card beside it (a run's checkpoint?)")
+    card, runtime = load_runtime(name, checkpoint, None, amp=args.amp or "auto")
+    return Labeller(card, runtime, checkpoint, args.topk or 2, args.fusion)
+
+
+def _show_classes(results: dict, args: argparse.Namespace) -> int:
+    """Each video's best classes on stdout, and the classification JSON when asked."""
+    from visionzoo.tasks.postprocess import write_results
+
     for video, found in results.items():
-        best = ", ".join(f"[{p['segment'][0]:.2f}, {p['segment'][1]:.2f}] s {p['score']:.3f}" for p in found[:3])
-        print(f"{video}: {len(found)} proposals; best {best}")
-    print(write_proposals(output / "proposals.json", results))
-    print(f"{output}/<video>.srt, {output}/<video>.png: the top {args.show} proposals of each video")
+        print(f"{video}: " + ", ".join(f"{e['label']} {e['score']:.3f}" for e in found[: args.topk or 5]))
+    if args.output is not None:
+        print(write_results(args.output, results))
     return 0
 
 

@@ -180,12 +180,18 @@ def _set_up(recipe: Recipe, options: RunOptions, info: DistInfo) -> tuple[Traini
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
     train_set, val_set = task.build_datasets()
+    fitting = len(train_set) // info.world_size  # small data keeps the defaults: one batch of all it has
+    if 0 < fitting < recipe.batch_size:
+        if info.is_main:
+            logger.info("-b/--batch-size %d: the training set has %d samples; training at batch %d",
+                        recipe.batch_size, len(train_set), fitting)  # fmt: skip
+        recipe = recipe.replace(batch_size=fitting)
     sampler = TrainSampler(len(train_set), recipe.batch_size, recipe.seed, info.rank, info.world_size)
     steps_per_epoch = sampler.batches_per_epoch()
     if steps_per_epoch == 0:
         raise VisionZooError(
-            f"--batch-size {recipe.batch_size}: the training set has {len(train_set)} samples, "
-            f"fewer than one global batch of {recipe.batch_size * info.world_size}"
+            f"-b/--batch-size {recipe.batch_size}: the training set has {len(train_set)} samples, "
+            f"fewer than one per process ({info.world_size})"
         )
     pin = info.device.type == "cuda"
     loader = make_loader(train_set, sampler, recipe.batch_size, recipe.workers, task.collate, pin)

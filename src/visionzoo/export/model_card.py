@@ -246,8 +246,11 @@ def resolve_card(name: str, checkpoint: str | Path | None = None, img_size: int 
             raise VisionZooError(f"--img-size {img_size}: {recipe.model} takes features, not images")
         recipe = recipe.replace(img_size=img_size)
     card = card_from_recipe(recipe)
-    if card.task == "proposals" and config.get("model") == card.model and isinstance(config.get("features"), dict):
+    trained_here = config.get("model") == card.model
+    if card.task in ("proposals", "video_classification") and trained_here and isinstance(config.get("features"), dict):
         card.preprocessing["features"] = config["features"]  # how its training features were made (features.json)
+    if card.task == "video_classification" and trained_here and isinstance(config.get("class_names"), list):
+        card.class_names = [str(name) for name in config["class_names"]]  # the data's labels, as it numbered them
     if checkpoint is not None and card_path(checkpoint).is_file():
         shipped = read_card(card_path(checkpoint))
         if shipped.model != card.model:

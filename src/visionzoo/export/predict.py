@@ -236,3 +236,31 @@ def predict_long_videos(
             found[record.video.name].append(rows)
     alpha, top_k = float(post["merge_soft_nms_alpha"]), int(post["merge_max_proposals"])
     return {postprocess.video_id(name): merge_video(rows, alpha, top_k) for name, rows in found.items()}
+
+
+# ----------------------------------------------------------------------------------------------- classes
+
+
+def predict_video_classes(
+    card: ModelCard, runtime: Runtime, files: list[Path], batch_size: int = 16
+) -> dict[str, list[dict[str, Any]]]:
+    """{video id: [{"label", "score"}], best first} of each feature CSV of a video classifier (softmax scores):
+    the ActivityNet classification layout that `detect`, `--classes` and `tasks.detection.classes_of` read."""
+    from visionzoo.data.activitynet import read_feature_csv
+    from visionzoo.tasks.postprocess import video_id
+    from visionzoo.tasks.video_classification import CLASSES_WRITTEN
+
+    feat_dim, temporal_scale = card.input_shape
+    results: dict[str, list[dict[str, Any]]] = {}
+    for begin in range(0, len(files), batch_size):
+        chunk = files[begin : begin + batch_size]
+        features = np.stack([read_feature_csv(path, temporal_scale, feat_dim).T for path in chunk])
+        (logits,) = runtime(np.ascontiguousarray(features))
+        probabilities = torch.from_numpy(logits).double().softmax(dim=1)
+        names = card.class_names or [str(c) for c in range(probabilities.shape[1])]
+        values, indices = probabilities.topk(min(CLASSES_WRITTEN, probabilities.shape[1]), dim=1)
+        for path, row_values, row_indices in zip(chunk, values.tolist(), indices.tolist(), strict=True):
+            results[video_id(path.stem)] = [
+                {"label": names[c], "score": p} for c, p in zip(row_indices, row_values, strict=True)
+            ]
+    return results

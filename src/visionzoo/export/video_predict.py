@@ -1,10 +1,15 @@
-"""BMN on raw videos: features (cached) -> BMN -> Soft-NMS -> proposals in seconds, an SRT and a timeline per video.
+"""BMN on raw videos: features (cached) -> BMN -> Soft-NMS -> proposals in seconds (x a video classifier's classes:
+labelled detections), an SRT and a timeline per video, and `index.html` over every video of the output folder.
 
 The features are made as the checkpoint's training features were (its model card records their features.json;
 another kind of features is refused in one line), into a feature folder in the cache keyed by that kind, so a
 video whose features are there is not decoded again. The proposals are in seconds of the real video: the span
 the snippets cover, min(featureFrame, numFrame) / numFrame * seconds (with 16-frame snippets, the reference's
 (numFrame // 16 * 16) / numFrame * seconds).
+
+An output folder gathers results: a later run adds its videos to proposals.json, detections.json and
+`videos.json` (each video's file, duration and ground truth, what the viewer needs) and replaces only the videos
+it predicts again, so nothing a user produced is lost to another run.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +35,8 @@ if TYPE_CHECKING:  # the CLI imports this module to build its parser: heavy impo
 logger = logging.getLogger(__name__)
 
 SHOWN = 10  # proposals per video in the SRT and the timeline
+PROPOSALS, DETECTIONS, VIDEOS = "proposals.json", "detections.json", "videos.json"
+VIEWER = "index.html"
 
 
 def trained_features(card: ModelCard) -> dict[str, Any]:
@@ -41,7 +49,9 @@ def trained_features(card: ModelCard) -> dict[str, Any]:
 
 def check_settings(card: ModelCard, settings: ExtractionSettings) -> None:
     if settings.temporal_scale != card.input_shape[1]:
-        raise VisionZooError(f"--temporal-scale {settings.temporal_scale}: this BMN takes T={card.input_shape[1]}")
+        raise VisionZooError(
+            f"--temporal-scale {settings.temporal_scale}: this {card.model} takes T={card.input_shape[1]}"
+        )
 
 
 def _video_key(path: Path) -> str:
@@ -68,8 +78,8 @@ def video_features(
     if differences or spec.feat_dim != card.input_shape[0]:
         why = "; ".join(differences) or f"feat_dim {card.input_shape[0]} vs {spec.feat_dim}"
         raise VisionZooError(
-            f"{source}: this BMN was trained on features of another kind than these (trained vs asked: {why}); "
-            "extract them as it was trained"
+            f"{source}: this {card.model} was trained on features of another kind than these (trained vs asked: "
+            f"{why}); extract them as it was trained"
         )
     kind = hashlib.sha256(json.dumps({k: wanted[k] for k in sorted(wanted) if k != "weights"}).encode()).hexdigest()
     folder = FeatureFolder(cache_dir("video-features", kind[:16]), spec)
@@ -80,75 +90,192 @@ def video_features(
     return folder
 
 
+@dataclass(frozen=True)
+class Labeller:
+    """A video classifier trained on the BMN's kind of features, and how its classes meet the proposals."""
+
+    card: ModelCard
+    runtime: Runtime
+    source: Path
+    top_k: int = 2
+    fusion: str = "product"
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    name: str
+    path: Path
+    seconds: float  # the whole video
+    proposals: list[dict[str, Any]]
+    detections: list[dict[str, Any]] | None  # None: no classifier was given
+
+
+def check_labeller(card: ModelCard, labeller: Labeller) -> None:
+    """Refuse, in one line, a --classes checkpoint that is no video classifier or saw other features than the BMN."""
+    from visionzoo.data.feature_folder import kind_differences
+
+    found = labeller.card
+    if found.task != "video_classification":
+        raise VisionZooError(f"--classes {labeller.source}: a {found.task} checkpoint ({found.model}), not a video "
+                             "classifier (recipes anet_video_classifier, thumos14_video_classifier)")  # fmt: skip
+    mine, theirs = card.preprocessing.get("features"), found.preprocessing.get("features")
+    if not mine or not theirs:
+        raise VisionZooError(f"--classes {labeller.source}: the classifier's or the BMN's run records no "
+                             "features.json; train both on a folder written by visionzoo features")  # fmt: skip
+    differences = kind_differences(mine, theirs)
+    if differences:
+        raise VisionZooError(f"--classes {labeller.source}: trained on other features than the BMN (BMN vs "
+                             f"classifier: {'; '.join(differences)})")  # fmt: skip
+
+
+def _readable(
+    card: ModelCard, settings: ExtractionSettings, videos: list[tuple[str, Path]], source: Path
+) -> tuple[list[tuple[str, Path, dict[str, Any]]], list[Path]]:
+    """(name, file, feature record) of each readable video and its feature CSV; unreadable ones were named."""
+    folder = video_features(card, settings, videos, source)
+    found = [(name, path, folder.record(_video_key(path))) for name, path in videos]
+    found = [(name, path, record) for name, path, record in found if record is not None]
+    if not found:
+        raise VisionZooError("predict: none of the videos could be read (see the warnings above)")
+    return found, [folder.csv_dir / f"{record['video']}.csv" for *_, record in found]
+
+
+def video_classes(
+    card: ModelCard, runtime: Runtime, settings: ExtractionSettings, videos: list[tuple[str, Path]], source: Path
+) -> dict[str, list[dict[str, Any]]]:
+    """A video classifier's classes of each readable video (`export.predict.predict_video_classes`)."""
+    from visionzoo.export.predict import predict_video_classes
+    from visionzoo.tasks.postprocess import video_id
+
+    found, csv_files = _readable(card, settings, videos, source)
+    by_key = predict_video_classes(card, runtime, csv_files, settings.batch_size)
+    return {video_id(name): by_key[video_id(record["video"])] for name, _, record in found}
+
+
 def predict_videos(
     card: ModelCard,
     runtime: Runtime,
     settings: ExtractionSettings,
     videos: list[tuple[str, Path]],
     source: Path,
-    output: Path,
-    show: int = SHOWN,
-    ground_truth: Path | None = None,
-) -> dict[str, list[dict[str, Any]]]:
-    """Proposals (seconds) of every readable video, written with an SRT and a timeline PNG per video."""
-    from visionzoo.export.predict import predict_proposals
+    labeller: Labeller | None = None,
+) -> list[VideoResult]:
+    """Proposals (seconds) of every readable video, and with a `labeller` its detections: the top-k classes x
+    the proposals (`tasks.detection.fuse`), seconds rounded to milliseconds as the ActivityNet format writes them."""
+    from visionzoo.export.predict import predict_proposals, predict_video_classes
+    from visionzoo.tasks.detection import classes_of, fuse
     from visionzoo.tasks.postprocess import video_id
 
-    folder = video_features(card, settings, videos, source)
-    found = [(name, path, folder.record(_video_key(path))) for name, path in videos]
-    found = [(name, path, record) for name, path, record in found if record is not None]  # unreadable ones: named
-    if not found:
-        raise VisionZooError("predict: none of the videos could be read (see the warnings above)")
-    csv_files = [folder.csv_dir / f"{record['video']}.csv" for *_, record in found]
+    if labeller is not None:
+        check_labeller(card, labeller)
+    found, csv_files = _readable(card, settings, videos, source)
     durations = [min(r["featureFrame"], r["numFrame"]) / r["numFrame"] * r["seconds"] for *_, r in found]
     by_key = predict_proposals(card, runtime, csv_files, durations, settings.batch_size)
-    truth = _ground_truth(ground_truth, [name for name, _, _ in found])
-    results: dict[str, list[dict[str, Any]]] = {}
-    for name, path, record in found:
-        kept = results[video_id(name)] = by_key[video_id(record["video"])]
-        write_srt(output / f"{name}.srt", kept[:show])
-        plot_timeline(output / f"{name}.png", name, path, record["seconds"], kept[:show], truth.get(name))
-    return results
+    detected: dict[str, list[dict[str, Any]]] = {}
+    if labeller is not None:
+        classes = classes_of(predict_video_classes(labeller.card, labeller.runtime, csv_files, settings.batch_size),
+                             str(labeller.source))  # fmt: skip
+        detected = fuse(by_key, classes, labeller.top_k, labeller.fusion)
+        for found_here in detected.values():
+            for d in found_here:
+                d["segment"] = [round(t, 3) for t in d["segment"]]
+    return [
+        VideoResult(
+            name,
+            path,
+            float(record["seconds"]),
+            by_key[video_id(record["video"])],
+            detected.get(video_id(record["video"]), []) if labeller else None,
+        )  # fmt: skip
+        for name, path, record in found
+    ]
 
 
-def _ground_truth(path: Path | None, names: list[str]) -> dict[str, np.ndarray]:
-    """{video name: [K, 2] seconds} of the annotations that name these videos (file names, stems, v_ ids)."""
+def _earlier(path: Path, what: str) -> dict[str, Any]:
+    from visionzoo.tasks.postprocess import read_results
+
+    return dict(read_results(path, what)) if path.is_file() else {}
+
+
+def write_results_folder(
+    output: Path, results: list[VideoResult], show: int = SHOWN, ground_truth: Path | None = None
+) -> list[str]:
+    """Write each video's SRT and timeline, and merge the run into the folder's proposals.json, detections.json,
+    videos.json and index.html (earlier videos kept, those predicted again replaced); the lines to print."""
+    from visionzoo.export.subtitles import write_srt
+    from visionzoo.files import read_json, write_json
+    from visionzoo.tasks.postprocess import video_id, write_results
+
+    truth = _ground_truth(ground_truth, [r.name for r in results])
+    proposals, detections = _earlier(output / PROPOSALS, "proposals"), _earlier(output / DETECTIONS, "detections")
+    known = read_json(output / VIDEOS, "videos file") if (output / VIDEOS).is_file() else {}
+    again = sorted(r.name for r in results if video_id(r.name) in proposals)
+    kept = len(set(proposals) - {video_id(r.name) for r in results})
+    for r in results:
+        key = video_id(r.name)
+        proposals[key] = r.proposals
+        detections.pop(key, None)
+        if r.detections is not None:
+            detections[key] = r.detections
+        known[key] = {"name": r.name, "path": str(r.path.resolve()), "seconds": r.seconds,
+                      "ground_truth": truth.get(r.name)}  # fmt: skip
+        shown = (r.detections if r.detections is not None else r.proposals)[:show]
+        write_srt(output / f"{r.name}.srt", shown)
+        plot_timeline(output / f"{r.name}.png", r.name, r.path, r.seconds, shown, truth.get(r.name))
+    lines = []
+    if kept or again:
+        lines.append(f"{output}: kept {kept} earlier videos' results; {len(again)} predicted again and replaced"
+                     + (f" ({', '.join(again)})" if again else ""))  # fmt: skip
+    lines.append(str(write_results(output / PROPOSALS, proposals)))
+    if detections:
+        lines.append(str(write_results(output / DETECTIONS, detections)))
+    write_json(output / VIDEOS, known)
+    lines.append(str(write_page(output, known, proposals, detections, show)))
+    return lines
+
+
+def write_page(output: Path, known: dict[str, Any], proposals: dict[str, Any], detections: dict[str, Any],
+               show: int) -> Path:  # fmt: skip
+    """index.html over every video of the folder's results (thumbnails for browsers that cannot play a codec)."""
+    from visionzoo.export.viewer import ViewerVideo, write_viewer
+
+    videos = []
+    for key in sorted(known):
+        entry = known[key]
+        path, seconds = Path(entry["path"]), float(entry["seconds"])
+        videos.append(ViewerVideo(entry["name"], path, seconds, detections.get(key, ()), proposals.get(key, ()),
+                                  entry.get("ground_truth"), _thumbnail_strip(path, seconds)))  # fmt: skip
+    return write_viewer(output / VIEWER, videos, top_k=show)
+
+
+def _thumbnail_strip(path: Path, seconds: float, count: int = 8) -> list[str]:
+    """Data URIs of `count` frames along the video; none when the file is gone or unreadable now."""
+    from visionzoo.data.video import thumbnails
+    from visionzoo.export.viewer import thumbnail_uri
+
+    try:
+        return [thumbnail_uri(image) for image in thumbnails(path, [(i + 0.5) / count * seconds for i in range(count)])]
+    except (OSError, VisionZooError):
+        return []
+
+
+def _ground_truth(path: Path | None, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """{video name: [{"segment": [start, end] seconds, "label"}]} of the annotations that name these videos (file
+    names, stems, v_ ids)."""
     if path is None:
         return {}
-    from visionzoo.data.own_annotations import ground_truth_segments, match_video
+    from visionzoo.data.own_annotations import match_video, raise_row_errors, read_actions
 
-    segments = {}
-    for video, rows in ground_truth_segments(path).items():
-        name = match_video(video, set(names))
+    actions, errors = read_actions(path)
+    raise_row_errors(errors)
+    segments: dict[str, list[dict[str, Any]]] = {}
+    for action in actions:
+        name = match_video(action.video, set(names))
         if name is not None:
-            segments[name] = rows
+            segments.setdefault(name, []).append({"segment": [action.start, action.end], "label": action.label})
     if not segments:
         logger.warning("%s: names none of these videos; timelines without ground truth", path)
     return segments
-
-
-def srt_time(seconds: float) -> str:
-    milliseconds = int(round(max(0.0, seconds) * 1000))
-    hours, rest = divmod(milliseconds, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d},{rest % 1000:03d}"
-
-
-def write_srt(path: Path, proposals: list[dict[str, Any]]) -> Path:
-    """Subtitles any player shows over the video: each proposal while it lasts, with its rank and score.
-
-    Cues are in time order, as players expect; overlapping proposals show together.
-    """
-    from visionzoo.files import write_text
-
-    ranked = sorted(enumerate(proposals, start=1), key=lambda item: (item[1]["segment"][0], item[0]))
-    cues = [
-        f"{number}\n{srt_time(p['segment'][0])} --> {srt_time(p['segment'][1])}\n"
-        f"proposal #{rank} (score {p['score']:.3f})\n"
-        for number, (rank, p) in enumerate(ranked, start=1)
-    ]
-    write_text(path, "\n".join(cues))
-    return path
 
 
 def plot_timeline(
@@ -156,11 +283,12 @@ def plot_timeline(
     name: str,
     video: Path,
     duration: float,
-    proposals: list[dict[str, Any]],
-    ground_truth: np.ndarray | None,
+    segments: list[dict[str, Any]],
+    ground_truth: list[dict[str, Any]] | None,
     thumbnails: int = 8,
 ) -> Path:
-    """One PNG: thumbnails along the time axis, the top proposals as bars shaded by score, the ground truth."""
+    """One PNG: thumbnails along the time axis, the top segments as bars shaded by score with their label (or
+    rank) and score, the ground truth with its labels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,7 +298,7 @@ def plot_timeline(
 
     times = ((np.arange(thumbnails) + 0.5) / thumbnails * duration).tolist()
     images = grab(video, times, height=90)
-    rows = len(proposals) + (1 if ground_truth is not None else 0)
+    rows = len(segments) + (1 if ground_truth is not None else 0)
     aspect = images[0].shape[0] / images[0].shape[1] if images else 0.75
     strip_inches, bars_inches = 11.0 / thumbnails * aspect, 0.6 + 0.3 * max(rows, 1)  # thumbnails undistorted
     figure, (strip, bars) = plt.subplots(
@@ -180,19 +308,22 @@ def plot_timeline(
     step = duration / thumbnails
     for image, time in zip(images, times, strict=False):  # each in its slot of the time axis
         strip.imshow(image, extent=(time - step / 2, time + step / 2, 0, 1), aspect="auto")
-    title = f"{name}: {duration:.1f} s, top {len(proposals)} proposals (blue, darker = higher score)"
+    what = "detections" if any("label" in s for s in segments) else "proposals"
+    title = f"{name}: {duration:.1f} s, top {len(segments)} {what} (blue, darker = higher score)"
     strip.set(ylim=(0, 1), yticks=[], title=title)
     colours = plt.get_cmap("Blues")
-    best = max((p["score"] for p in proposals), default=1.0) or 1.0
+    best = max((s["score"] for s in segments), default=1.0) or 1.0
     labels = []
-    for row, p in enumerate(proposals):
-        start, end = p["segment"]
-        bars.barh(row, end - start, left=start, height=0.7, color=colours(0.3 + 0.7 * p["score"] / best))
-        bars.text(end, row, f" {p['score']:.2f}", va="center", fontsize=8)
+    for row, s in enumerate(segments):
+        start, end = s["segment"]
+        bars.barh(row, end - start, left=start, height=0.7, color=colours(0.3 + 0.7 * s["score"] / best))
+        bars.text(end, row, f" {s.get('label', '')} {s['score']:.2f}".replace("  ", " "), va="center", fontsize=8)
         labels.append(f"#{row + 1}")
     if ground_truth is not None:
-        for start, end in ground_truth:
-            bars.barh(len(proposals), end - start, left=start, height=0.7, color="tab:green")
+        for truth in ground_truth:
+            start, end = truth["segment"]
+            bars.barh(len(segments), end - start, left=start, height=0.7, color="tab:green")
+            bars.text(start, len(segments), f" {truth['label']}", va="center", fontsize=8, color="white")
         labels.append("truth")
     bars.set(yticks=range(len(labels)), yticklabels=labels, xlim=(0, duration), xlabel="seconds")
     bars.invert_yaxis()

@@ -10,6 +10,7 @@ the k best classes) and the mean over classes of the interpolated AP of the vide
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,15 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from visionzoo.data.builtin import resolve_data
+from visionzoo.data.feature_folder import read_features_json
 from visionzoo.errors import VisionZooError
 from visionzoo.models import create_model
 from visionzoo.recipes.base import VideoClassifierRecipe
 from visionzoo.tasks.base import Batch, EvalResult, Gather
 from visionzoo.tasks.detection_metrics import interpolated_ap
 from visionzoo.tasks.postprocess import video_id, write_results
+
+logger = logging.getLogger(__name__)
 
 CLASSES_WRITTEN = 20  # best classes per video in the JSON: detection takes the top 1-2, the hit@5 needs 5
 
@@ -73,9 +77,28 @@ class VideoClassificationTask:
         return resolve_data(r.data, r.data_format, temporal_scale=r.temporal_scale, feat_dim=r.feat_dim)
 
     @cached_property
+    def features(self) -> dict[str, Any] | None:
+        """The data folder's features.json (None without one: features made elsewhere)."""
+        return read_features_json(self.root)
+
+    @cached_property
+    def shape(self) -> VideoClassifierRecipe:
+        """The recipe with the input size the data's features.json gives (feat_dim; for ActivityNet-layout data
+        also T and its folder), so a feature folder of any backbone trains without --feat-dim."""
+        r, found = self.recipe, self.features
+        if found is None:
+            return r
+        keys = ("feat_dim", "temporal_scale", "feature_dir") if r.data_format == "activitynet" else ("feat_dim",)
+        changes = {key: found[key] for key in keys if key in found and found[key] != getattr(r, key)}
+        if changes:
+            said = ", ".join(f"{key} {value} (not {getattr(r, key)})" for key, value in changes.items())
+            logger.info("%s/features.json: %s", self.root, said)
+        return r.replace(**changes)
+
+    @cached_property
     def class_names(self) -> list[str]:
         """The sorted labels of every video the data annotates (train and evaluation subsets alike)."""
-        r = self.recipe
+        r = self.shape
         if r.data_format == "activitynet":
             from visionzoo.data.activitynet import load_annotations
 
@@ -99,12 +122,12 @@ class VideoClassificationTask:
         return {name: c for c, name in enumerate(self.class_names)}
 
     def build_model(self) -> nn.Module:
-        r = self.recipe
+        r = self.shape
         kwargs = {"num_classes": len(self.class_names), "feat_dim": r.feat_dim, "drop_rate": r.drop_rate}
         return create_model(r.model, pretrained=r.pretrained, **(kwargs | r.model_kwargs))
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
-        r = self.recipe
+        r = self.shape
         if r.data_format == "activitynet":
             from visionzoo.data.activitynet import ActivityNetFeatures
 
@@ -183,7 +206,12 @@ class VideoClassificationTask:
         return EvalResult(metrics, {"classes": results})
 
     def data_info(self) -> dict[str, Any]:
-        return {}
+        """The input size the data gave, how its features were made and the class names, for config.yaml and the
+        model card (`predict --classes` checks the features against the BMN's and names the classes)."""
+        r = self.shape
+        info = {"feat_dim": r.feat_dim, "temporal_scale": r.temporal_scale, "feature_dir": r.feature_dir}
+        classes = {"num_classes": len(self.class_names), "class_names": self.class_names}
+        return info | classes | ({"features": self.features} if self.features else {})
 
     def write_eval_outputs(self, result: EvalResult, directory: Path) -> dict[str, str]:
         """The classes of the evaluated videos (ActivityNet classification JSON), best first."""
@@ -194,7 +222,7 @@ class VideoClassificationTask:
         return [f"{key} : {final[key]:.4f}" for key in ("top1", "top5", "mAP", "eval_loss") if key in final]
 
     def example_batch(self, batch_size: int) -> Batch:
-        r = self.recipe
+        r = self.shape
         classes = len(self.class_names)
         generator = torch.Generator().manual_seed(0)
         features = torch.randn(batch_size, r.feat_dim, r.temporal_scale, generator=generator)
