@@ -1,0 +1,61 @@
+"""`visionzoo export --quantize int8`: a calibrated static int8 ONNX that runs, agrees with fp32 and says int8."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_tiny_cifar
+
+from visionzoo.cli import main
+from visionzoo.data.cifar10 import Cifar10
+from visionzoo.data.transforms import normalize
+from visionzoo.export.model_card import card_path
+from visionzoo.export.onnx import read_onnx_card
+from visionzoo.export.runtime import OnnxRuntime, load_runtime
+
+pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_int8_export_runs_agrees_with_fp32_and_says_int8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data, run = make_tiny_cifar(tmp_path / "cifar"), tmp_path / "run"
+    argv = ["--model", "tiny_test_net", "--data", str(data), "-j", "0", "--amp", "off"]
+    assert main(["train", "cspdarknet53_cifar10", "--output", str(run), "--epochs", "2", "-b", "8", *argv]) == 0
+    weights = run / "last.safetensors"
+    assert main(["export", "tiny_test_net", "--checkpoint", str(weights), "--quantize", "int8",
+                 "--calibration-batches", "2"]) == 0  # fmt: skip
+    int8 = run / "last.int8.onnx"
+    card = read_onnx_card(int8)
+    assert card.export["quantization"]["dtype"] == "int8" and "16 items (2 batches)" in capsys.readouterr().out
+    assert json.loads(card_path(int8).read_text())["export"]["quantization"]["dtype"] == "int8"
+
+    test = Cifar10(data, train=False)
+    images = torch.stack([test[(i, 0)][0] for i in range(len(test))])
+    x = normalize(images, card.preprocessing["mean"], card.preprocessing["std"]).numpy()
+    (fp32,) = load_runtime(card, weights, "torch")(x)
+    quantized = OnnxRuntime(int8)
+    (logits,) = quantized(x)
+    assert quantized.describe() == "onnxruntime int8"
+    agree = float((logits.argmax(1) == fp32.argmax(1)).mean())
+    assert agree >= 0.8, f"int8 top-1 agrees with fp32 on {agree:.0%} of {len(x)} images"
+    assert np.abs(logits - fp32).max() > 0  # really another computation, not the fp32 graph
+
+    assert main(["eval", "cspdarknet53_cifar10", "--onnx", str(int8), *argv, "--json"]) == 0
+    assert "top1" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_bench_runs_an_int8_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`bench --onnx FILE.int8.onnx` times the file itself (in onnxruntime, auto's pick for an ONNX file)."""
+    data, run = make_tiny_cifar(tmp_path / "cifar"), tmp_path / "run"
+    argv = ["--model", "tiny_test_net", "--data", str(data), "-j", "0", "--amp", "off"]
+    assert main(["train", "cspdarknet53_cifar10", "--output", str(run), "--epochs", "1", "-b", "8", *argv]) == 0
+    assert main(["export", "tiny_test_net", "--checkpoint", str(run / "last.safetensors"), "--quantize", "int8"]) == 0
+    capsys.readouterr()
+    bench = ["bench", "cspdarknet53_cifar10", *argv, "--onnx", str(run / "last.int8.onnx"), "--steps", "1", "--json"]
+    assert main(bench) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["runtime"], row["dtype"], row["input"]) == ("auto: onnxruntime", "int8", "3x32x32")
