@@ -9,13 +9,16 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_tiny_cifar
+from numerics import assert_close
 
 from visionzoo.cli import main
 from visionzoo.data.cifar10 import Cifar10
 from visionzoo.data.transforms import normalize
-from visionzoo.export.model_card import card_path
-from visionzoo.export.onnx import read_onnx_card
+from visionzoo.export import quantize
+from visionzoo.export.model_card import card_from_recipe, card_path
+from visionzoo.export.onnx import example_inputs, read_onnx_card, torch_outputs
 from visionzoo.export.runtime import OnnxRuntime, load_runtime
+from visionzoo.recipes import get_recipe
 
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -59,3 +62,17 @@ def test_bench_runs_an_int8_file(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(bench) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert (row["runtime"], row["dtype"], row["input"]) == ("auto: onnxruntime", "int8", "3x32x32")
+
+
+def test_bmn_quantizes_and_stays_close(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BMN's graph (Conv3d, the BM GEMM, sigmoids) quantizes: without the pre-processing, onnxruntime's quantizer
+    failed on it (KeyError on a conv bias)."""
+    recipe = get_recipe("bmn_anet").replace(temporal_scale=16, feat_dim=32, amp="off")
+    card = card_from_recipe(recipe)
+    torch.manual_seed(0)
+    model = card.build_model()
+    monkeypatch.setattr(quantize, "calibration_inputs", lambda *a: [example_inputs(card, 4, "real").numpy()])
+    int8 = quantize.quantize_int8(model, card, recipe, tmp_path / "bmn.int8.onnx", 1)
+    x = example_inputs(card, 3, "real", seed=5)
+    for got, want in zip(OnnxRuntime(int8)(x.numpy()), torch_outputs(model, x), strict=True):
+        assert_close(got, want, 5e-2, "BMN int8 vs fp32")

@@ -77,10 +77,12 @@ def quantize_int8(model: nn.Module, card: ModelCard, recipe: Recipe, output: Pat
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         export_onnx(model, card, fp32, dynamic_batch=True)
-        # onnxruntime's advice: fold BatchNorm into the convolutions and infer shapes first, so every conv's
+        # onnxruntime's advice: fold BatchNorm into the convolutions and infer (ONNX) shapes first, so every conv's
         # weight and bias are constants that quantize (else biases stay float and the graph keeps fp32 islands)
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
-        require("onnxruntime.quantization.shape_inference").quant_pre_process(str(fp32), str(prepared))
+        require("onnxruntime.quantization.shape_inference").quant_pre_process(
+            str(fp32), str(prepared), skip_symbolic_shape=True
+        )
         quantization.quantize_static(
             str(prepared),
             str(quantized),
