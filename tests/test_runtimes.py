@@ -103,3 +103,16 @@ def test_bench_auto_says_what_it_picked(capsys: pytest.CaptureFixture[str]) -> N
     assert main([*argv, "--steps", "1", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["runtime"] == "auto: onnxruntime" and row["dtype"] == "fp32"
+
+
+def test_compiled_without_a_working_compiler_says_so_in_one_line(tmp_path: Path, monkeypatch) -> None:
+    import torch._inductor.config as inductor
+
+    monkeypatch.setattr(inductor.cpp, "cxx", (str(tmp_path / "no-such-g++"),))
+    monkeypatch.setattr(inductor, "fx_graph_cache", False)  # a cached kernel would need no compiler
+    card = _card("tiny")
+    run = load_runtime(card, _checkpoint(card, tmp_path), "compiled")
+    torch._dynamo.reset()
+    with pytest.raises(VisionZooError, match="^--runtime compiled is unavailable here: .+") as raised:
+        run(example_inputs(card, 2, "real").numpy())
+    assert "\n" not in str(raised.value), str(raised.value)

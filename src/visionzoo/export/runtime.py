@@ -100,11 +100,14 @@ class CompiledRuntime(TorchRuntime):
         super().__init__(model, dtype, compile=True)
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        import torch._dynamo.exc
+
         try:
             return super().__call__(batch)
-        except Exception as err:  # noqa: BLE001 - inductor's failures (no compiler, ...) become one line
-            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-            raise VisionZooError(f"--runtime compiled is unavailable here: {type(err).__name__}: {first}") from None
+        except torch._dynamo.exc.BackendCompilerFailed as err:  # inductor's code did not build: one line
+            cause = err.__cause__ or err
+            first = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else ""
+            raise VisionZooError(f"--runtime compiled is unavailable here: {type(cause).__name__}: {first}") from None
 
 
 class OnnxRuntime:
@@ -172,7 +175,7 @@ def auto_runtime(card: ModelCard, available: Callable[[str], bool]) -> tuple[str
     PyTorch at batch 1 and 8 (it folds BatchNorm and fuses activations), while BMN is faster in PyTorch, whose
     BM layer is a sparse CSR product that ONNX has no operator for (its export is a dense GEMM).
     """
-    if card.task != "classification":
+    if card.task in ("proposals", "windowed_proposals"):
         return "torch", f"{card.model}: PyTorch's sparse BM layer beats the dense GEMM an export needs"
     if available("onnxruntime"):
         return (
