@@ -1,11 +1,14 @@
-"""Deployment speed of every registered model: PyTorch (fp32, bf16 autocast) vs onnxruntime (fp32 ONNX export).
+"""Deployment speed of every registered model in every runtime: PyTorch eager and compiled with freezing (fp32,
+bf16 autocast), onnxruntime (fp32 ONNX export), OpenVINO (fp32, bf16; when installed), and `auto`'s pick.
 
-Batch-1 latency (ms per item, median and p90) and throughput at a larger batch, random weights (speed does
-not depend on them), on this machine's CPU. Each ONNX export is first checked against PyTorch (onnxruntime
-parity below 1e-4 relative) by the same code as `visionzoo export`.
+Batch-1 latency (ms per item, median and p90) and throughput at a larger batch, seeded random weights (speed
+does not depend on them), on this machine's CPU. Each ONNX conversion is first checked against PyTorch (parity
+below 1e-4 relative) by the same code as `visionzoo export`. The `auto` rows check the rule of
+`export/runtime.auto_runtime` against the best of the others.
 Runs with 1 thread by default: on this 2-core machine shared with other jobs, 2 OpenMP threads made PyTorch
 3-15x slower and erratic (ResNet-50 batch 1: 0.5-3.4 s per call vs a steady 0.17-0.24 s with one thread).
-Usage: python benchmarks/bench_inference.py [--models NAME ...] [--steps N] [--threads N]
+Usage: python benchmarks/bench_inference.py [--models NAME ...] [--runtimes NAME ...] [--steps N] [--threads N]
+[--quick] (`--quick`: 1 timed call, prints its rows and writes nothing)
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,8 +25,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import markdown_table, write_section  # noqa: E402
 
+from visionzoo.errors import VisionZooError  # noqa: E402
 from visionzoo.export.inference_bench import bench_inference  # noqa: E402
 from visionzoo.export.model_card import ModelCard, card_from_recipe  # noqa: E402
+from visionzoo.export.runtime import RUNTIMES  # noqa: E402
 from visionzoo.models import list_models, model_cfg  # noqa: E402
 from visionzoo.recipes import get_recipe  # noqa: E402
 from visionzoo.recipes.base import ClassificationRecipe, ProposalRecipe  # noqa: E402
@@ -47,20 +53,30 @@ def main() -> None:
     zoo = [m for m in list_models() if not m.startswith("tiny_test") and model_cfg(m).task != "video_features"]
     parser.add_argument("--models", nargs="+", default=zoo)
     parser.add_argument("--steps", type=int, default=10, help="timed batch-1 calls (throughput: steps // 3)")
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads of both runtimes")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads of every runtime")
+    parser.add_argument("--runtimes", nargs="+", default=[r for r in RUNTIMES if r != "auto"] + ["auto"])
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 timed call, no writing")
     args = parser.parse_args()
+    steps = 1 if args.quick else args.steps
+    if args.quick:  # nor the machine's peak: a smoke run on a busy machine must not leave its measurement cached
+        os.environ["VISIONZOO_CACHE"] = tempfile.mkdtemp(prefix="bench_inference_quick_")
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
     rows = []
     begin = time.monotonic()
     for name in args.models:
         card, batch = card_for(name)
-        for runtime in ("torch", "onnxruntime"):
-            for row in bench_inference(card, runtime, batch_size=batch, steps=args.steps, warmup=2):
+        for runtime in args.runtimes:
+            try:
+                found = bench_inference(card, runtime, batch_size=batch, steps=steps, warmup=2)
+            except VisionZooError as err:  # a runtime unavailable here (extra not installed, no compiler)
+                print(f"{name} {runtime}: {err}", flush=True)
+                continue
+            for row in found:
                 shown = {
                     "model": name,
                     "input": row["input"],
-                    "runtime": runtime,
+                    "runtime": row["runtime"],
                     "dtype": row["dtype"],
                     "b1 ms/item median": f"{row['ms_per_item_b1_median']:.2f}",
                     "b1 ms/item p90": f"{row['ms_per_item_b1_p90']:.2f}",
@@ -68,19 +84,22 @@ def main() -> None:
                     "items/s": f"{row['items_per_sec']:.1f}",
                     "GFLOP/item": f"{row['gflops_per_item']:.3f}",
                     "MFU": f"{100 * row['mfu']:.1f} %",
-                    "onnx vs torch (rel)": "" if row["onnx_max_rel"] is None else f"{row['onnx_max_rel']:.1e}",
                 }
                 print(shown, flush=True)
                 rows.append(shown)
+    if args.quick:
+        return
     elapsed = time.monotonic() - begin
     reference = ", ".join(f"{k} {v} ms/image" for k, v in ASCEND_310_MS.items())
     body = "\n".join(
         [
             f"{args.threads} thread(s) per runtime; 1-min load average {load_before:.1f} at the start and "
             f"{os.getloadavg()[0]:.1f} at the end (the machine is shared); "
-            "onnxruntime fp32 (CPUExecutionProvider, ORT_ENABLE_ALL), "
-            "ONNX from the legacy TorchScript exporter (opset 17, dynamic batch; BMN in its GEMM "
-            "formulation); torch fp32 and bf16 autocast under inference_mode. Random weights. MFU: the fp32 "
+            "onnxruntime fp32 (CPUExecutionProvider, ORT_ENABLE_ALL), OpenVINO at an explicit inference "
+            "precision, both on the ONNX from the legacy TorchScript exporter (opset 17, dynamic batch; BMN in "
+            "its GEMM formulation); torch fp32 and bf16 autocast under inference_mode, eager and compiled "
+            "(inductor, freezing; BMN in its GEMM formulation); `auto: X` is the rule's pick at the precision "
+            "`--amp auto` takes here. Random weights. MFU: the fp32 "
             "forward FLOPs PyTorch runs per item x items/s (at the batch shown) over this machine's measured "
             "peak for the dtype. "
             f"Seed reference (Ascend 310, MindSpore AIR): {reference}. Whole run: {elapsed:.0f} s.",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -57,14 +58,25 @@ def _recipe_parser(command: str, recipe) -> CommandParser:
         parser.add_argument(
             "--devices", type=int_at_least(1), default=1, help="start N processes on this machine via torchrun"
         )
+    if command in ("eval", "bench"):
+        from visionzoo.export.runtime import RUNTIMES
+
+        parser.add_argument("--onnx", type=Path, help="an exported model (e.g. FILE.int8.onnx) instead of weights")
     if command == "eval":
-        parser.add_argument("--checkpoint", type=Path, required=True, help="weights (.safetensors or .pt)")
+        parser.add_argument("--checkpoint", type=Path, help="weights (.safetensors or .pt)")
         parser.add_argument("--output", type=Path, help="where eval outputs go (default: beside the checkpoint)")
+        parser.add_argument(
+            "--runtime",
+            choices=RUNTIMES,
+            default="torch",
+            help="run the model in this runtime (converted from the checkpoint as needed, cached); "
+            "auto picks by a rule and says why",
+        )
     if command == "bench":
         parser.add_argument("--mode", choices=("train", "infer"), default="train")
         parser.add_argument(
             "--runtime",
-            choices=("torch", "onnxruntime"),
+            choices=RUNTIMES,
             help="inference in this runtime: batch-1 latency (median, p90) and throughput at --batch-size",
         )
         parser.add_argument("--steps", type=int_at_least(1), default=10, help="timed steps")
@@ -124,7 +136,13 @@ def _train(recipe, options: argparse.Namespace, argv: list[str]) -> int:
 def _eval(recipe, options: argparse.Namespace) -> int:
     from visionzoo.engine.evaluate import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(_with_classes(recipe), options.checkpoint, options.output)
+    if (options.checkpoint is None) == (options.onnx is None):
+        raise VisionZooError("eval: give exactly one of --checkpoint FILE or --onnx FILE")
+    recipe = _with_classes(recipe)
+    source = options.checkpoint or options.onnx
+    runtime = "auto" if options.onnx is not None and options.runtime == "torch" else options.runtime
+    model = None if runtime == "torch" else _runtime_model(recipe, source, runtime)
+    metrics = evaluate_checkpoint(recipe, source, options.output, model)
     if options.json:
         print(json.dumps(metrics))
     else:
@@ -133,13 +151,33 @@ def _eval(recipe, options: argparse.Namespace) -> int:
     return 0
 
 
+def _runtime_model(recipe, source: Path, runtime: str):
+    """The checkpoint (or ONNX file) in `runtime`, as a module for the task's evaluation step, at the precision
+    `--amp` resolves to on this CPU (runtimes other than torch run on the CPU)."""
+    import torch
+
+    from visionzoo.engine.precision import compute_dtype, resolve_amp
+    from visionzoo.export.model_card import card_from_recipe
+    from visionzoo.export.onnx import read_onnx_card
+    from visionzoo.export.runtime import RuntimeModule, load_runtime
+
+    card = read_onnx_card(source) if source.suffix == ".onnx" else card_from_recipe(recipe)
+    if card.model != recipe.model:
+        raise VisionZooError(f"--onnx {source}: a {card.model} export, not {recipe.model}")
+    dtype = compute_dtype(resolve_amp(recipe.amp, torch.device("cpu"), recipe.seed_amp).resolved)
+    run = load_runtime(card, source, runtime, dtype)
+    logging.getLogger(__name__).info("runtime: %s", run.describe())
+    return RuntimeModule(run)
+
+
 def _bench(recipe, options: argparse.Namespace) -> int:
     from visionzoo.engine import bench
 
-    if options.runtime is not None:
+    if options.runtime is not None or options.onnx is not None:
         from visionzoo.export.inference_bench import bench_recipe_inference, format_inference_bench
 
-        rows = bench_recipe_inference(recipe, options.runtime, steps=options.steps, warmup=options.warmup)
+        runtime = options.runtime or "auto"
+        rows = bench_recipe_inference(recipe, runtime, steps=options.steps, warmup=options.warmup, onnx=options.onnx)
         print(format_inference_bench(rows, options.json))
         return 0
     result = bench.bench(recipe, options.mode, steps=options.steps, warmup=options.warmup)

@@ -76,6 +76,18 @@ class EvalSampler(Sampler[SampleKey]):
             yield index, 0
 
 
+def loader_workers(requested: int, cores: int, local_processes: int) -> int:
+    """At most the cores each local process has: torchrun's processes share the machine's cores, and more
+    workers than that only contend with the training threads (and make torch warn about the total)."""
+    return max(0, min(requested, cores // max(1, local_processes)))
+
+
+def local_loader_workers(requested: int) -> int:
+    """`loader_workers` for this process: its CPU set (os.sched_getaffinity) over LOCAL_WORLD_SIZE (torchrun)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return loader_workers(requested, cores, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+
+
 def make_loader(
     dataset: Dataset,
     sampler: Sampler[SampleKey],
@@ -84,7 +96,9 @@ def make_loader(
     collate: Callable[[list[Any]], Any],
     pin_memory: bool = False,
 ) -> DataLoader:
-    """The loader draws its worker seeds from a generator of its own, leaving the global RNG (dropout) alone."""
+    """The loader draws its worker seeds from a generator of its own, leaving the global RNG (dropout) alone.
+    `workers` (the recipe's `-j`) is an upper bound, fitted to the cores of this local process."""
+    workers = local_loader_workers(workers)
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -43,8 +43,13 @@ def evaluate(task: Task, model: nn.Module, loader: DataLoader, info: DistInfo, r
     return task.eval_end(lambda obj: distributed.gather_objects(info, obj))
 
 
-def evaluate_checkpoint(recipe: Recipe, checkpoint: Path, output: Path | None = None) -> dict[str, Any]:
-    """`visionzoo eval`: a checkpoint's metrics on the recipe's validation set, and the task's output files."""
+def evaluate_checkpoint(
+    recipe: Recipe, checkpoint: Path, output: Path | None = None, runtime_model: nn.Module | None = None
+) -> dict[str, Any]:
+    """`visionzoo eval`: a checkpoint's metrics on the recipe's validation set, and the task's output files.
+
+    `runtime_model` is the checkpoint already loaded in another runtime (onnxruntime, OpenVINO, compiled:
+    made above the engine, by the command); the task sees it as a module either way."""
     info = distributed.setup(recipe.device)
     try:
         if info.is_main:
@@ -52,17 +57,22 @@ def evaluate_checkpoint(recipe: Recipe, checkpoint: Path, output: Path | None = 
         precision = resolve_amp(recipe.amp, info.device, recipe.seed_amp)
         recipe = recipe.replace(amp=precision.resolved)
         task = make_task(recipe)
-        model = task.build_model()
-        load_checkpoint(model, checkpoint)
-        model.to(info.device)
-        if recipe.channels_last:
-            model.to(memory_format=torch.channels_last)
+        model = runtime_model if runtime_model is not None else _load_model(task, checkpoint, info, recipe)
         _, val_set = task.build_datasets()
         if info.is_main:
             logger.info("%s", precision.describe())
         loader = eval_loader(task, val_set, recipe, info)
-        result = evaluate(task, compiled(model, recipe.compile), loader, info, recipe)
+        result = evaluate(task, model, loader, info, recipe)
         written = task.write_eval_outputs(result, output or checkpoint.parent) if info.is_main else {}
         return result.metrics | written
     finally:
         distributed.cleanup()
+
+
+def _load_model(task: Task, checkpoint: Path, info: DistInfo, recipe: Recipe) -> nn.Module:
+    model = task.build_model()
+    load_checkpoint(model, checkpoint)
+    model.to(info.device)
+    if recipe.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return compiled(model, recipe.compile)

@@ -230,17 +230,24 @@ def _num_classes_in(checkpoint: Path, card: ModelCard) -> int | None:
     return int(state[keys[0]].shape[0]) if keys and keys[0] in state else None
 
 
+def resolve_recipe(name: str, checkpoint: Path | None) -> tuple[Recipe, dict[str, Any]]:
+    """(recipe, run config): `name`'s recipe as the checkpoint's run trained it (its config.yaml, when that run
+    trained the same model), e.g. its data, which int8 calibration reads."""
+    recipe, config = _recipe_for(name), {}
+    config_file = checkpoint.parent / "config.yaml" if checkpoint is not None else None
+    if config_file is not None and config_file.is_file():
+        config = read_yaml_mapping(config_file, "run config")
+        recipe = _apply_run_config(recipe, config, config_file)
+    return recipe, config
+
+
 def resolve_card(name: str, checkpoint: str | Path | None = None, img_size: int | None = None) -> ModelCard:
     """The card of `name` (recipe or model) for `checkpoint`, from every source described in the module doc."""
-    recipe = _recipe_for(name)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     run_dir = checkpoint.parent if checkpoint is not None else None
     if run_dir is not None:
         remove_stale_temporaries(run_dir)
-    config: dict[str, Any] = {}
-    if run_dir is not None and (run_dir / "config.yaml").is_file():
-        config = read_yaml_mapping(run_dir / "config.yaml", "run config")
-        recipe = _apply_run_config(recipe, config, run_dir / "config.yaml")
+    recipe, config = resolve_recipe(name, checkpoint)
     if img_size is not None:
         if not isinstance(recipe, ClassificationRecipe):
             raise VisionZooError(f"--img-size {img_size}: {recipe.model} takes features, not images")

@@ -109,7 +109,7 @@ def _export_dynamo(model: nn.Module, x: torch.Tensor, names: list[str], opset: i
 EXPORTERS = {"torchscript": _export_legacy, "dynamo": _export_dynamo}
 
 
-def _save_with_card(proto, path: Path, card: ModelCard) -> None:
+def save_with_card(proto, path: Path, card: ModelCard) -> None:
     """Write the model with the card (exporter and opset included) in its metadata_props, then check the file."""
     onnx = require("onnx")
     del proto.metadata_props[:]
@@ -203,7 +203,7 @@ def export_onnx(
     else:
         raise VisionZooError(f"{path}: ONNX export of {card.model} failed ({'; '.join(failures)})")
     card.export |= {"format": "onnx", "exporter": name, "opset": opset, "dynamic_batch": dynamic_batch}
-    _save_with_card(proto, path, card)
+    save_with_card(proto, path, card)
     batch_dim = onnx_batch_dim(path)
     if dynamic_batch and isinstance(batch_dim, int):
         raise VisionZooError(f"{path}: exported with a fixed batch {batch_dim} although --dynamic-batch was asked")

@@ -1,17 +1,22 @@
-"""Runtimes that run an exported or in-memory model on numpy batches: PyTorch, onnxruntime; and their timing.
+"""Runtimes that run an exported or in-memory model on numpy batches, and their timing.
 
-Prediction and the inference benchmark use the same two classes (float32 batch in, numpy outputs out), so
-only the runtime differs between `--checkpoint` and `--onnx`.
+PyTorch eager, PyTorch compiled for inference with freezing, onnxruntime and OpenVINO (optional extras) share
+one interface (float32 batch in, a list of numpy outputs out, `describe()`), so prediction, evaluation and the
+inference benchmark differ only in the runtime. `load_runtime` makes any of them from a checkpoint (converting
+it to ONNX once, cached by the weights' hash) or from an ONNX file, and `auto` picks one by a rule.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
+import logging
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,8 +24,15 @@ import torch.nn as nn
 
 from visionzoo.errors import VisionZooError
 
+if TYPE_CHECKING:
+    from visionzoo.export.model_card import ModelCard
+
+logger = logging.getLogger(__name__)
+
 INSTALL_HINT = "pip install 'visionzoo[onnx]'"
+INSTALL_HINTS = {"openvino": "pip install 'visionzoo[openvino]'"}
 INPUT_NAME = "input"  # the exported graph's input
+RUNTIMES = ("auto", "torch", "compiled", "onnxruntime", "openvino")
 
 Runtime = Callable[[np.ndarray], list[np.ndarray]]
 
@@ -30,7 +42,8 @@ def require(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise VisionZooError(f"{module} is not installed; ONNX export and onnxruntime need: {INSTALL_HINT}") from None
+        hint = INSTALL_HINTS.get(module, f"ONNX export and onnxruntime need: {INSTALL_HINT}")
+        raise VisionZooError(f"{module} is not installed; {hint}") from None
 
 
 def onnx_session(path: str | Path, threads: int | None = None):
@@ -68,6 +81,34 @@ class TorchRuntime:
             out = self.model(x)
         return [t.float().cpu().numpy() for t in (out if isinstance(out, tuple) else (out,))]
 
+    def describe(self) -> str:
+        return f"{self.name} {_DTYPE_NAMES[self.dtype]}"
+
+
+class CompiledRuntime(TorchRuntime):
+    """torch.compile (inductor) for inference with freezing: weights become constants, BatchNorm is folded and
+    convolution weights are pre-packed for oneDNN once. Freezing acts only on graphs compiled without
+    gradients, so it leaves a training compile in the same process alone. Compiles at the first call (a C++
+    compiler is needed there) and once more for each new input shape."""
+
+    name = "compiled"
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float32) -> None:
+        import torch._inductor.config
+
+        torch._inductor.config.freezing = True
+        super().__init__(model, dtype, compile=True)
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        import torch._dynamo.exc
+
+        try:
+            return super().__call__(batch)
+        except torch._dynamo.exc.BackendCompilerFailed as err:  # inductor's code did not build: one line
+            cause = err.__cause__ or err
+            first = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else ""
+            raise VisionZooError(f"--runtime compiled is unavailable here: {type(cause).__name__}: {first}") from None
+
 
 class OnnxRuntime:
     """An ONNX file in onnxruntime (CPU). A fixed exported batch is served by padding the last chunk."""
@@ -75,6 +116,7 @@ class OnnxRuntime:
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.path = Path(path)
         self.session = onnx_session(path, threads)
         self.input_name = INPUT_NAME
         batch = onnx_batch_dim(path)
@@ -91,6 +133,129 @@ class OnnxRuntime:
             padded = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), np.float32)])
             parts.append([out[: len(chunk)] for out in self.session.run(None, {self.input_name: padded})])
         return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
+
+    def describe(self) -> str:
+        return f"{self.name} {'int8' if is_int8_onnx(self.path) else 'fp32'}"
+
+
+class OpenVinoRuntime:
+    """An ONNX file in OpenVINO (CPU), at an explicit inference precision: OpenVINO's CPU plugin would
+    otherwise run bf16 on CPUs that have it, and fp32 must mean fp32. A quantized (QDQ) file runs int8."""
+
+    name = "openvino"
+
+    def __init__(self, path: str | Path, dtype: torch.dtype = torch.float32, threads: int | None = None) -> None:
+        ov = require("openvino")
+        self.path, self.dtype = Path(path), dtype
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if dtype == torch.bfloat16 else "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = ov.Core().compile_model(ov.Core().read_model(str(path)), "CPU", config)
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        result = self.compiled(np.ascontiguousarray(batch, dtype=np.float32))
+        return [np.asarray(result[output], dtype=np.float32) for output in self.compiled.outputs]
+
+    def describe(self) -> str:
+        return f"{self.name} {'int8' if is_int8_onnx(self.path) else _DTYPE_NAMES[self.dtype]}"
+
+
+_DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def is_int8_onnx(path: str | Path) -> bool:
+    """Whether an ONNX file is a static int8 quantization (written by export/quantize.py as `.int8.onnx`)."""
+    return Path(path).name.endswith(".int8.onnx")
+
+
+def auto_runtime(card: ModelCard, available: Callable[[str], bool]) -> tuple[str, str]:
+    """(runtime, why): a rule on the model kind, never a timing, so a busy machine cannot flip it.
+
+    From the bench_inference measurements (docs/speed.md): onnxruntime runs every classifier faster than
+    PyTorch at batch 1 and 8 (it folds BatchNorm and fuses activations), while BMN is faster in PyTorch, whose
+    BM layer is a sparse CSR product that ONNX has no operator for (its export is a dense GEMM).
+    """
+    if card.task in ("proposals", "windowed_proposals"):
+        return "torch", f"{card.model}: PyTorch's sparse BM layer beats the dense GEMM an export needs"
+    if available("onnxruntime"):
+        return (
+            "onnxruntime",
+            f"{card.model}: onnxruntime folds BatchNorm and fuses activations (faster at batch 1 and 8)",
+        )
+    return "torch", f"{card.model}: onnxruntime is not installed ({INSTALL_HINT})"
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def weights_hash(checkpoint: Path, card: ModelCard) -> str:
+    """What a conversion depends on: the weights file's bytes and the model, its kwargs and input shape."""
+    digest = hashlib.sha256(f"{card.model} {card.model_kwargs} {card.input_shape}".encode())
+    with checkpoint.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def converted_onnx(card: ModelCard, checkpoint: Path, model: nn.Module | None = None) -> Path:
+    """The checkpoint's fp32 ONNX export (dynamic batch, checked against PyTorch), made once and cached under
+    the cache dir by the weights' hash, so the next start only loads it."""
+    from visionzoo.data.cache import cache_dir
+    from visionzoo.export.onnx import export_onnx
+
+    path = cache_dir("runtimes") / f"{card.model}-{weights_hash(checkpoint, card)}.onnx"
+    if not path.is_file():
+        result = export_onnx(model or card.build_model(pretrained=checkpoint), card, path, dynamic_batch=True)
+        logger.info("converted %s to %s (onnxruntime vs PyTorch: %.1e relative)", checkpoint, path, result.max_rel)
+    return path
+
+
+def load_runtime(
+    card: ModelCard,
+    source: str | Path,
+    runtime: str = "auto",
+    dtype: torch.dtype = torch.float32,
+    threads: int | None = None,
+) -> TorchRuntime | OnnxRuntime | OpenVinoRuntime:
+    """The model of `card` in `runtime`, from a checkpoint (.safetensors/.pt: converted to ONNX as needed,
+    cached) or an ONNX file (onnxruntime or OpenVINO only). `dtype` is what torch runs under autocast and
+    OpenVINO's inference precision; onnxruntime runs the file's own precision (fp32 or int8). `auto` follows
+    `auto_runtime`, and what it picked and why is logged in one line."""
+    if runtime not in RUNTIMES:
+        raise VisionZooError(f"--runtime {runtime}: expected one of {', '.join(RUNTIMES)}")
+    source = Path(source)
+    is_onnx = source.suffix == ".onnx"
+    if runtime == "auto":
+        runtime, why = ("onnxruntime", "an ONNX file") if is_onnx else auto_runtime(card, _installed)
+        logger.info("runtime auto: %s (%s)", runtime, why)
+    if runtime in ("torch", "compiled"):
+        if is_onnx:
+            raise VisionZooError(f"--runtime {runtime} needs a checkpoint, not the ONNX file {source}")
+        if runtime == "torch":
+            return TorchRuntime(card.build_model(pretrained=source), dtype)
+        # BMN compiles in its GEMM formulation: dynamo cannot trace the CSR product (as ONNX has no operator for it)
+        dense_bm = {"bm_impl": "matmul"} if card.task in ("proposals", "windowed_proposals") else {}
+        return CompiledRuntime(card.build_model(pretrained=source, **dense_bm), dtype)
+    require("onnxruntime" if runtime == "onnxruntime" else "openvino")
+    onnx_file = source if is_onnx else converted_onnx(card, source)
+    if runtime == "openvino":
+        return OpenVinoRuntime(onnx_file, dtype, threads)
+    return OnnxRuntime(onnx_file, threads)
+
+
+class RuntimeModule(nn.Module):
+    """A runtime seen as a module (tensor in, tensors out, on the input's device), for code that calls models,
+    such as a task's evaluation step."""
+
+    def __init__(self, runtime: TorchRuntime | OnnxRuntime | OpenVinoRuntime) -> None:
+        super().__init__()
+        self.runtime = runtime
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        outputs = self.runtime(np.ascontiguousarray(x.detach().float().cpu().numpy()))
+        tensors = tuple(torch.from_numpy(out).to(x.device) for out in outputs)
+        return tensors[0] if len(tensors) == 1 else tensors
 
 
 def time_runtime(runtime: Runtime, batch: np.ndarray, steps: int, warmup: int) -> list[float]:
