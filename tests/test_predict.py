@@ -131,6 +131,29 @@ def test_classifier_predictions_agree_between_checkpoint_and_onnx(tmp_path: Path
     assert rows[0] == "file,rank,index,name,probability" and len(rows) == 1 + len(CLASSES)  # top-5 capped at 4
 
 
+@pytest.mark.parametrize("runtime", ["auto", "compiled", "onnxruntime", "openvino"])
+def test_predict_in_every_runtime_agrees_with_torch(
+    tmp_path: Path, folder_run: Path, runtime: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`predict --runtime R` from a checkpoint (converted once, cached) gives the torch fp32 answer; auto says
+    what it picked."""
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+    write_images(tmp_path / "images")
+    checkpoint = str(folder_run / "best.pt")
+    common = ["predict", "tiny_test_net", "--checkpoint", checkpoint, str(tmp_path / "images"), "--amp", "off"]
+    assert cli(*common, "--output", str(tmp_path / "torch.json")) == 0
+    with caplog.at_level("INFO", logger="visionzoo"):
+        assert cli(*common, "--runtime", runtime, "--output", str(tmp_path / "other.json")) == 0
+    if runtime == "auto":
+        assert "runtime auto: onnxruntime" in caplog.text
+    from_torch = json.loads((tmp_path / "torch.json").read_text())
+    from_other = json.loads((tmp_path / "other.json").read_text())
+    for a, b in zip(from_torch, from_other, strict=True):
+        assert [e["name"] for e in a["topk"]] == [e["name"] for e in b["topk"]]
+        assert_close([e["probability"] for e in b["topk"]], [e["probability"] for e in a["topk"]])
+
+
 def write_features(folder: Path, names: list[str], temporal_scale: int, feat_dim: int) -> None:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from visionzoo.recipes.base import Amp, Device, Fusion, choices
+from visionzoo.recipes.base import Amp, Device, Fusion, InferenceRuntime, choices
 
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: heavy imports wait until used
     from visionzoo.export.model_card import ModelCard
@@ -44,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--compile", "--torchcompile", action="store_true", help="with --checkpoint: torch.compile the model"
     )
+    p.add_argument(
+        "--runtime", default="torch", choices=choices(InferenceRuntime),
+        help="what runs the model: torch (default), compiled, onnxruntime, openvino, or auto (a rule per model "
+        "kind, docs/speed.md); a checkpoint is converted once, cached by its weights' hash",
+    )  # fmt: skip
     p.add_argument("--output", type=Path, help="classes: FILE.csv or .json; BMN: the proposals JSON; videos: a DIR")
     p.add_argument("--duration-second", type=float, nargs="+", help="BMN: video duration(s), one or one per file")
     p.add_argument("--video-info", type=Path, help="BMN: video_info CSV or annotation JSON giving the durations")
@@ -73,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from visionzoo.files import expand_inputs
 
     card, runtime = predict.load_runtime(
-        args.target, args.checkpoint, args.onnx, amp=args.amp or "auto", compile=args.compile
+        args.target, args.checkpoint, args.onnx, amp=args.amp or "auto", compile=args.compile, runtime=args.runtime
     )
     if _wants_videos(args, card):
         return _predict_videos(args, card, runtime)

@@ -36,9 +36,12 @@ def load_runtime(
     threads: int | None = None,
     amp: str = "auto",
     compile: bool = False,
+    runtime: str = "torch",
 ) -> tuple[ModelCard, Runtime]:
-    """(card, runtime) from `--checkpoint` (with a recipe or model name; run at `amp`, compiled or not) or
-    `--onnx` (its embedded card; float32)."""
+    """(card, runtime) from `--checkpoint` (with a recipe or model name; run at `amp`, compiled or not, in
+    `runtime`: see `export.runtime.load_runtime`) or `--onnx` (its embedded card; float32 or int8, in
+    onnxruntime, or OpenVINO when asked)."""
+    from visionzoo.export import runtime as runtimes
     from visionzoo.export.model_card import resolve_card
     from visionzoo.export.onnx import read_onnx_card
     from visionzoo.export.runtime import OnnxRuntime, TorchRuntime
@@ -49,12 +52,18 @@ def load_runtime(
         card = read_onnx_card(onnx)
         if target not in (card.model, card.recipe):
             raise VisionZooError(f"--onnx {onnx}: a {card.model} export (recipe {card.recipe}), not {target}")
+        if runtime == "openvino":
+            return card, runtimes.load_runtime(card, onnx, "openvino", threads=threads)
         return card, OnnxRuntime(onnx, threads)
     card = resolve_card(target, checkpoint)
-    model = card.build_model(pretrained=checkpoint)
-    precision = resolve_amp(amp, next(model.parameters()).device)
+    precision = resolve_amp(amp, torch.device("cpu"))
     logger.info("%s", precision.describe())
-    return card, TorchRuntime(model, compute_dtype(precision.resolved), compile)
+    dtype = compute_dtype(precision.resolved)
+    if runtime != "torch":
+        chosen = runtimes.load_runtime(card, checkpoint, runtime, dtype, threads)
+        logger.info("runtime: %s", chosen.describe())
+        return card, chosen
+    return card, TorchRuntime(card.build_model(pretrained=checkpoint), dtype, compile)
 
 
 # ------------------------------------------------------------------------------------------------ images

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from visionzoo.errors import VisionZooError
+from visionzoo.recipes.base import InferenceRuntime, choices
 
 if TYPE_CHECKING:
     from visionzoo.export.model_card import ModelCard
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'visionzoo[onnx]'"
 INSTALL_HINTS = {"openvino": "pip install 'visionzoo[openvino]'"}
 INPUT_NAME = "input"  # the exported graph's input
-RUNTIMES = ("auto", "torch", "compiled", "onnxruntime", "openvino")
+RUNTIMES = choices(InferenceRuntime)
 
 Runtime = Callable[[np.ndarray], list[np.ndarray]]
 

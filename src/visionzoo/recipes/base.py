@@ -19,6 +19,7 @@ Optimizer = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["constant", "step", "multistep", "cosine"]
 Interpolation = Literal["nearest", "bilinear", "bicubic"]
 TrainCrop = Literal["rrc", "pad", "none"]  # rrc: RandomResizedCrop | pad: padded random crop (CIFAR) | none
+InferenceRuntime = Literal["auto", "torch", "compiled", "onnxruntime", "openvino"]  # export/runtime.py
 Fusion = Literal["product", "sqrt"]  # how a proposal's score and its video's class score combine (docs/bmn.md)
 
 
