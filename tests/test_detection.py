@@ -315,13 +315,14 @@ def test_eval_detection_command_outputs_and_bad_input(tmp_path: Path, capsys: py
     )
     no_label = write_json(tmp_path / "nolabel.json", {"results": {"b": [{"segment": [0, 1], "score": 1.0}]}})
     cases = [
-        (["--detections", str(tmp_path / "missing.json")], "missing.json: cannot read the detections file"),
+        (["--detections", str(tmp_path / "missing.json")], "missing.json: no such detections file"),
         (["--detections", str(bad_json)], "bad.json: the detections file is not valid JSON"),
-        (["--detections", str(gt_path)], "not an ActivityNet detections file"),
-        (["--detections", str(nan_score)], "video b: a segment or score is not finite"),
-        (["--detections", str(no_label)], "video b: entry 0 has no string 'label'"),
+        (["--detections", str(gt_path)], "gt.json: results: field required, got dict"),
+        (["--detections", str(nan_score)], "results.b[0]: segment and score must be finite numbers"),
+        (["--detections", str(no_label)], "nolabel.json: results.b[0].label: field required"),
         (["--detections", str(det), "--tiou", "0.5:0.95"], "--tiou 0.5:0.95: expected LO:HI:N"),
         (["--detections", str(det), "--tiou", "0.9:0.5:3"], "needs 0 < LO <= HI <= 1"),
+        (["--detections", str(det), "--tiou", "0.5:0.95:10000000"], "needs 0 < LO <= HI <= 1 and 1 <= N <= 1000"),
         (["--detections", str(det), "--subset", "testing"], "no video of subset 'testing'"),
     ]
     for options, message in cases:
@@ -385,10 +386,10 @@ def test_fusion_pairs_each_proposal_with_the_top_classes(tmp_path: Path, capsys:
     bad_classes = write_json(tmp_path / "bad.json", {"results": {"a": [{"label": "run", "score": "high"}]}})
     other = write_json(tmp_path / "other.json", {"results": {"zzz": [{"label": "run", "score": 1.0}]}})
     cases = [
-        (["--classes", str(bad_classes)], 'video a: entry 0 must be {"label": str, "score": x}'),
+        (["--classes", str(bad_classes)], "results.a[0].score: input should be a valid number"),
         (["--classes", str(other)], "none of the 2 videos with proposals has classes"),
         (["--classes", str(class_path), "--top-k", "0"], "--top-k 0, --max-per-video 100: both must be at least 1"),
-        (["--classes", str(prop_path)], 'entry 0 must be {"label": str, "score": x}'),
+        (["--classes", str(prop_path)], "[0].label: field required"),
     ]
     for options, message in cases:
         capsys.readouterr()

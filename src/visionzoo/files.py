@@ -319,10 +319,134 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_json(path: Path, what: str) -> Any:
+MAX_JSON_BYTES = 1 << 30  # a proposals file of all ActivityNet videos is ~100 MB; 1 GiB is past any real one
+MAX_JSON_DEPTH = 64  # our deepest format nests 6 levels; Python's parser recurses once per level
+MAX_INT_DIGITS = 20  # int64 has 19 digits; longer ones are no count, size or time of ours (and would overflow)
+MAX_LISTED_ERRORS = 5  # bad rows shown before "... and N more"
+
+
+def read_bytes(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES) -> bytes:
+    """A regular file's bytes, refused (before reading) when larger than `max_bytes`."""
+    require_regular_file(path, what)
     try:
-        return json.loads(path.read_text())
+        size = os.stat(path).st_size
+        if size > max_bytes:
+            raise VisionZooError(f"{path}: the {what} is {size:,} bytes, more than the {max_bytes:,} allowed")
+        return path.read_bytes()
     except OSError as err:
         raise VisionZooError(f"{path}: cannot read the {what} ({err.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise VisionZooError(f"{path}: the {what} is not valid JSON ({err})") from None
+
+
+def decode_text(data: bytes, path: Path, what: str) -> str:
+    """Text as spreadsheets write it: UTF-8 (a byte-order mark is dropped), UTF-16 with its mark (Excel's
+    "Unicode text"), else Windows-1252 (a superset of Latin-1's printable characters), said once in the log."""
+    encodings = ("utf-16",) if data.startswith((b"\xff\xfe", b"\xfe\xff")) else ("utf-8-sig", "cp1252")
+    for encoding in encodings:
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if "\x00" in text:
+            break
+        if encoding != "utf-8-sig":
+            logger.warning("%s: read as %s (not UTF-8)", path, encoding)
+        return text
+    raise VisionZooError(f"{path}: the {what} is not text in UTF-8, UTF-16 or Windows-1252/Latin-1")
+
+
+def read_text(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES) -> str:
+    """A user's text file (CSV, class list), decoded as `decode_text` says."""
+    return decode_text(read_bytes(path, what, max_bytes), path, what)
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of brackets outside strings, found without recursion."""
+    import numpy as np
+
+    skeleton = _JSON_STRING.sub("", text).encode("utf-8", "replace")
+    codes = np.frombuffer(skeleton, dtype=np.uint8)
+    steps = np.isin(codes, (91, 123)).astype(np.int64) - np.isin(codes, (93, 125))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _TooLong(f"an integer of {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+class _TooLong(ValueError):
+    pass
+
+
+def parse_json(text: str, where: str, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """JSON text to Python values, with nesting and integer sizes bounded before the parser could recurse or
+    overflow; NaN, Infinity and floats beyond the double range come back as float (the schemas decide)."""
+    depth = _json_depth(text)
+    if depth > max_depth:
+        raise VisionZooError(f"{where}: the {what} nests {depth} levels deep, more than the {max_depth} allowed")
+    try:
+        return json.loads(text, parse_int=_bounded_int)
+    except _TooLong as err:
+        raise VisionZooError(f"{where}: the {what} holds {err}") from None
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise VisionZooError(f"{where}: the {what} is not valid JSON ({one_line(str(err))})") from None
+
+
+def read_json(path: Path, what: str, model: Any = None, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """A JSON file, bounded (size, depth, integers) and, given a pydantic `model`, validated into it: every
+    fault is one VisionZooError naming the file, the place inside it and what is wrong."""
+    data = read_bytes(path, what, max_bytes)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise VisionZooError(f"{path}: the {what} is not UTF-8 text (byte {err.start})") from None
+    value = parse_json(text, str(path), what)
+    return value if model is None else validate(model, value, str(path), what)
+
+
+def validate(model: Any, value: Any, where: str, what: str) -> Any:
+    """`value` as the pydantic `model` (a BaseModel or a TypeAdapter); a ValidationError becomes one line with
+    the place of the first fault (`database.v_abc.annotations[3].segment`) and the count of the others."""
+    from pydantic import TypeAdapter, ValidationError
+
+    adapter = TypeAdapter(model) if not isinstance(model, TypeAdapter) else model
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as err:
+        raise VisionZooError(f"{where}: {validation_message(err, what)}") from None
+
+
+def validation_message(err: Any, what: str) -> str:
+    """The first fault of a pydantic ValidationError: its place, the problem and the value found."""
+    first = err.errors(include_url=False)[0]
+    place = place_name(first["loc"])
+    found = repr(first["input"]) if not isinstance(first["input"], dict | list) else type(first["input"]).__name__
+    found = found if len(found) <= 60 else found[:57] + "..."
+    more = f" (and {err.error_count() - 1} more faults)" if err.error_count() > 1 else ""
+    return one_line(f"{place or 'the ' + what}: {first['msg'][0].lower() + first['msg'][1:]}, got {found}{more}")
+
+
+def place_name(loc: Iterable[Any]) -> str:
+    """A pydantic location as a path into the file: `database.v_abc.annotations[3].segment`."""
+    place = ""
+    for part in loc:
+        if isinstance(part, int):
+            place += f"[{part}]"
+        elif not str(part).startswith(("function-", "json-or-python", "tagged-union")):
+            place += f".{part}" if place else str(part)
+    return place
+
+
+def one_line(text: str) -> str:
+    """Any text as a single line (a message built from a user's value stays one line)."""
+    return " ".join(text.split())
+
+
+def too_many(lines: list[str], limit: int = MAX_LISTED_ERRORS) -> str:
+    """The first `limit` of many faults, then how many more: one message for 5 or 200,000 bad rows."""
+    shown = "; ".join(lines[:limit])
+    return shown + (f"; ... and {len(lines) - limit} more" if len(lines) > limit else "")

@@ -90,26 +90,20 @@ def load_class_files(folder: str | Path, subset: str | None = None) -> Annotatio
     }
 
 
-def _labelled(items: object) -> bool:
-    return isinstance(items, list) and all(isinstance(i, dict) and isinstance(i.get("label"), str) for i in items)
-
-
 def _load_database(path: Path) -> Annotations:
     """Instances per video of a database JSON: {"database": {video: {"annotations": [...]}}} or the bare mapping."""
-    from visionzoo.data.activitynet import segment_array
-    from visionzoo.files import read_json
+    from visionzoo.data.activitynet import Database, segment_array
+    from visionzoo.files import read_json, validate
 
     data = read_json(path, "annotation JSON")
-    database = data.get("database", data) if isinstance(data, dict) else None
-    if not isinstance(database, dict):
-        raise VisionZooError(f"{path}: expected {{'database': {{video: {{'annotations': [...]}}}}}}")
+    bare = isinstance(data, dict) and "database" not in data
+    database = validate(Database, {"database": data} if bare else data, str(path), "annotation JSON").database
     found = {}
     for name, entry in database.items():
-        items = entry.get("annotations") if isinstance(entry, dict) else None
-        if not _labelled(items):
-            raise VisionZooError(f"{path}: video {name}: 'annotations' must be a list of {{'segment', 'label'}}")
-        kept = [item for item in items if item["label"] != AMBIGUOUS]
-        found[name] = (segment_array(path, name, kept, with_score=False), [item["label"] for item in kept])
+        if any(item.label is None for item in entry.annotations):
+            raise VisionZooError(f"{path}: database.{name}.annotations: each needs a 'label'")
+        kept = [item for item in entry.annotations if item.label != AMBIGUOUS]
+        found[name] = (segment_array(kept), [item.label for item in kept])
     return found
 
 
