@@ -45,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--features", type=Path, required=True, help="the folder visionzoo features wrote")
     d.add_argument("--val-fraction", type=float, default=0.25, help="validation share of videos without a subset")
     d.add_argument("--seed", type=int, default=0, help="seed of the training/validation split")
+    d.add_argument("--strict", action="store_true", help="refuse rows of videos without features (default: warn)")
     d.set_defaults(run=run_anet_annotations)
 
 
@@ -86,6 +87,6 @@ def run_make_video_demo(args: argparse.Namespace) -> int:
 def run_anet_annotations(args: argparse.Namespace) -> int:
     from visionzoo.data.own_annotations import convert_annotations
 
-    counts = convert_annotations(args.annotations, args.features, args.val_fraction, args.seed)
+    counts = convert_annotations(args.annotations, args.features, args.val_fraction, args.seed, args.strict)
     print(f"{args.features}: " + ", ".join(f"{count} {subset}" for subset, count in sorted(counts.items())))
     return 0

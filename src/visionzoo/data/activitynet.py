@@ -104,6 +104,15 @@ class InfoRow(_Schema):
     subset: Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
+class MeasuredRow(InfoRow):
+    """A row of the video_info_new.csv that `visionzoo features` writes: what the extraction measured."""
+
+    numFrame: Annotated[int, Field(gt=0)]  # noqa: N815 (BSN's column names)
+    seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    fps: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    featureFrame: Annotated[int, Field(ge=0)]  # noqa: N815
+
+
 def segment_faults(segments: np.ndarray) -> tuple[int, int]:
     """(reversed, non-finite) rows of a [k, >=2] array of (start, end[, score])."""
     finite = np.isfinite(segments).all(axis=1)
