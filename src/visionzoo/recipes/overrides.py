@@ -63,7 +63,7 @@ LIMITS: dict[str, Limit | Callable[[type[Recipe]], Limit]] = {
     "decay_rate": Limit(low=0, open_low=True),
     "clip_grad": Limit(low=0, open_low=True),
     "ema_decay": Limit(low=0, high=1, open_high=True),
-    "workers": Limit(low=0),
+    "workers": Limit(low=0, high=256),  # loader processes: more would only exhaust the machine
     "seed": Limit(low=0, high=2**32 - 1),  # numpy's seeds are non-negative
     "eval_every": Limit(low=1),
     "save_every_steps": Limit(low=0),
