@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from visionzoo.errors import VisionZooError
 
@@ -408,11 +409,22 @@ def read_json(path: Path, what: str, model: Any = None, max_bytes: int = MAX_JSO
     return value if model is None else validate(model, value, str(path), what)
 
 
+class Schema(BaseModel):
+    """A file format's schema: values typed once when read, immutable; keys it does not name are ignored (the
+    ActivityNet toolkit's files carry many)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class OpenSchema(Schema):
+    """A schema whose other keys are kept as found (a run's summary, a card's preprocessing)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
 def validate(model: Any, value: Any, where: str, what: str) -> Any:
     """`value` as the pydantic `model` (a BaseModel or a TypeAdapter); a ValidationError becomes one line with
     the place of the first fault (`database.v_abc.annotations[3].segment`) and the count of the others."""
-    from pydantic import TypeAdapter, ValidationError
-
     adapter = TypeAdapter(model) if not isinstance(model, TypeAdapter) else model
     try:
         return adapter.validate_python(value)

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from visionzoo.engine.progress import MAX_RUN_FILE_BYTES, read_metrics, read_summary
 from visionzoo.errors import VisionZooError
-from visionzoo.files import decode_text, is_regular_file, read_bytes, validate
+from visionzoo.files import Schema, decode_text, is_regular_file, read_bytes, validate
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-class RunConfig(BaseModel):
+class RunConfig(Schema):
     """The keys of a run's config.yaml the table shows (the recipe's own check is `recipes.overrides`)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     name: str | None = None
     main_metric: str | None = None

@@ -23,13 +23,14 @@ from typing import Annotated, Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 from torch.utils.data import Dataset
 
 from visionzoo.data.cache import cache_dir
 from visionzoo.data.sampling import SampleKey, sample_rng
 from visionzoo.errors import VisionZooError
 from visionzoo.files import (
+    Schema,
     atomic_write,
     exclusive_lock,
     read_json,
@@ -56,11 +57,7 @@ Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Segment = tuple[float, float]  # any floats: reversed or non-finite ones are counted and judged by the reader
 
 
-class _Schema(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)  # the toolkit's files carry keys we do not read
-
-
-class Annotation(_Schema):
+class Annotation(Schema):
     segment: Segment
     label: Annotated[str, StringConstraints(max_length=MAX_NAME)] | None = None
 
@@ -69,7 +66,7 @@ class LabelledAnnotation(Annotation):
     label: Annotated[str, StringConstraints(max_length=MAX_NAME)]
 
 
-class DatabaseEntry(_Schema):
+class DatabaseEntry(Schema):
     """One video of an ActivityNet database JSON (`activity_net.v1-3.min.json`)."""
 
     subset: Annotated[str, StringConstraints(max_length=64)] | None = None
@@ -77,7 +74,7 @@ class DatabaseEntry(_Schema):
     annotations: Annotated[list[Annotation], Field(max_length=MAX_ITEMS)]
 
 
-class Database(_Schema):
+class Database(Schema):
     """An ActivityNet database JSON: `version`, `taxonomy`, `database` (what eval-* take as ground truth)."""
 
     version: Any = None
@@ -85,7 +82,7 @@ class Database(_Schema):
     database: Annotated[dict[Name, DatabaseEntry], Field(max_length=MAX_ITEMS)]
 
 
-class BsnEntry(_Schema):
+class BsnEntry(Schema):
     """One video of BSN's anet_anno_action.json: durations, frame counts, segments in seconds."""
 
     duration_second: Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -97,7 +94,7 @@ class BsnEntry(_Schema):
 BsnAnnotations = Annotated[dict[Name, BsnEntry], Field(max_length=MAX_ITEMS)]
 
 
-class InfoRow(_Schema):
+class InfoRow(Schema):
     """A row of video_info_new.csv as BSN writes it (video, subset, and what the extraction measured)."""
 
     video: Name

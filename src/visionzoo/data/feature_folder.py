@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic import Field, JsonValue, StringConstraints
 
 from visionzoo.data.activitynet import VIDEO_INFO, format_feature_csv, pool_snippets, write_video_info
 from visionzoo.data.video import VideoMeta
 from visionzoo.errors import VisionZooError
 from visionzoo.files import (
+    OpenSchema,
     exclusive_lock,
     is_temporary,
     read_json,
@@ -76,11 +77,10 @@ Size = Annotated[int, Field(ge=1, le=1 << 20)]
 Text = Annotated[str, StringConstraints(max_length=4096)]
 
 
-class FeatureDescription(BaseModel):
+class FeatureDescription(OpenSchema):
     """features.json as read: a BSN-layout folder's `FeatureSpec`, or per-video snippet features' stride and size
     (which hold only some keys); each key typed, so comparisons see values, not their spelling."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
     format: Literal["visionzoo-features-v1"]  # FEATURES_FORMAT
     backbone: Text | None = None
     weights: Text | None = None
@@ -96,10 +96,9 @@ class FeatureDescription(BaseModel):
     amp: Text | None = None
 
 
-class RecordFile(BaseModel):
+class RecordFile(OpenSchema):
     """videos/<video>.json: what the extraction measured of one video (written last: the video is finished)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
     video: Text
     numFrame: Annotated[int, Field(ge=1)]  # noqa: N815 (BSN's column names)
     seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints
 
 from visionzoo.data.activitynet import (
     INFO_COLUMNS,
@@ -31,7 +31,7 @@ from visionzoo.data.activitynet import (
 )
 from visionzoo.data.video import is_video_file
 from visionzoo.errors import VisionZooError
-from visionzoo.files import read_json, read_text, too_many, validate
+from visionzoo.files import Schema, read_json, read_text, too_many, validate
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +50,10 @@ def _subset_name(text: object) -> object:
     raise ValueError("expected training, validation or testing")
 
 
-class AnnotationRow(BaseModel):
+class AnnotationRow(Schema):
     """One action of a CSV row (or of a JSON annotation): typed once, here."""
 
-    model_config = ConfigDict(frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
     video: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
     start: Annotated[float, Field(allow_inf_nan=False)]
     end: Annotated[float, Field(allow_inf_nan=False)]

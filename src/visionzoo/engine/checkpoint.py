@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from visionzoo.errors import VisionZooError
-from visionzoo.files import replace_with_link, validate, write_bytes
+from visionzoo.files import OpenSchema, Schema, replace_with_link, validate, write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -26,16 +26,15 @@ STATE_NAME, PREVIOUS_STATE_NAME = "last.state.pt", "prev.state.pt"
 STATE_FORMAT = "visionzoo-state-v1"
 
 
-class SavedConfig(BaseModel):
+class SavedConfig(OpenSchema):
     """The recipe a state was trained with, as far as a resume checks it (`run_dir.check_compatible`)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
     name: str = ""
     model: Annotated[str, Field(min_length=1)]
     batch_size: Annotated[int, Field(ge=1)]
 
 
-class StateHeader(BaseModel):
+class StateHeader(Schema):
     """What a training state must hold besides tensors: a state without them cannot be resumed."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, arbitrary_types_allowed=True)

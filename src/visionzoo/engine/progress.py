@@ -13,10 +13,19 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
+from pydantic import Field, JsonValue, TypeAdapter
 from tqdm import tqdm
 
-from visionzoo.files import append_text, decode_text, parse_json, read_bytes, read_json, validate, write_text
+from visionzoo.files import (
+    OpenSchema,
+    append_text,
+    decode_text,
+    parse_json,
+    read_bytes,
+    read_json,
+    validate,
+    write_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,17 +78,13 @@ Count = Annotated[int, Field(ge=0)]
 Number = Annotated[float, Field(allow_inf_nan=True)]  # a run's metrics may be NaN (a diverged loss)
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-
-class Best(_Open):
+class Best(OpenSchema):
     metric: str | None = None
     value: Number | None = None
     epoch: Count | None = None
 
 
-class Summary(_Open):
+class Summary(OpenSchema):
     """summary.json, as `engine.trainer` writes it at the end of a run."""
 
     best: Best = Best()
@@ -89,7 +94,7 @@ class Summary(_Open):
     world_size: Annotated[int, Field(ge=1)] | None = None
 
 
-class EpochRecord(_Open):
+class EpochRecord(OpenSchema):
     """One line of metrics.jsonl: an epoch's means and evaluation."""
 
     epoch: Count

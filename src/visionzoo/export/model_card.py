@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch.nn as nn
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic import Field, JsonValue, StringConstraints
 
 from visionzoo.errors import VisionZooError
-from visionzoo.files import read_json, remove_stale_temporaries, validate
+from visionzoo.files import OpenSchema, Schema, read_json, remove_stale_temporaries, validate
 from visionzoo.recipes.base import (
     ClassificationRecipe,
     Interpolation,
@@ -45,11 +45,7 @@ Size = Annotated[int, Field(ge=1, le=1 << 20)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-
-class ModelKwargs(_Open):
+class ModelKwargs(OpenSchema):
     num_classes: Size | None = None
     feat_dim: Size | None = None
     temporal_scale: Size | None = None
@@ -58,7 +54,7 @@ class ModelKwargs(_Open):
     prop_boundary_ratio: Annotated[float, Field(gt=0, le=10)] | None = None
 
 
-class Preprocessing(_Open):
+class Preprocessing(OpenSchema):
     img_size: Size | None = None
     feat_dim: Size | None = None
     temporal_scale: Size | None = None
@@ -73,10 +69,9 @@ class Preprocessing(_Open):
     window_overlap: Annotated[float, Field(ge=0, lt=1)] | None = None
 
 
-class CardSchema(BaseModel):
+class CardSchema(Schema):
     """A model card file (`<weights>.json`, or the ONNX file's `visionzoo.card` metadata)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
     format: Literal["visionzoo-model-card-v1"]  # CARD_FORMAT
     model: Text
     task: Literal["classification", "proposals", "windowed_proposals", "video_classification"]

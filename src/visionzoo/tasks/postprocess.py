@@ -22,11 +22,11 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
 from visionzoo.data.activitynet import MAX_ITEMS, MAX_NAME, Name, Segment, segment_faults
 from visionzoo.errors import VisionZooError
-from visionzoo.files import read_json, validate
+from visionzoo.files import Schema, read_json, validate
 
 logger = logging.getLogger(__name__)
 
@@ -283,8 +283,7 @@ def sliding_window_proposals(
 Label = Annotated[str, StringConstraints(max_length=MAX_NAME)]
 
 
-class Proposal(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+class Proposal(Schema):
     segment: Segment
     score: float
 
@@ -293,8 +292,7 @@ class Detection(Proposal):
     label: Label
 
 
-class VideoClass(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+class VideoClass(Schema):
     label: Label
     score: Annotated[float, Field(allow_inf_nan=False)]
 
@@ -302,8 +300,7 @@ class VideoClass(BaseModel):
 Item = TypeVar("Item", Proposal, Detection, VideoClass)
 
 
-class ResultFile(BaseModel, Generic[Item]):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+class ResultFile(Schema, Generic[Item]):
     results: Annotated[dict[Name, Annotated[list[Item], Field(max_length=MAX_ITEMS)]], Field(max_length=MAX_ITEMS)]
 
 
