@@ -373,14 +373,14 @@ def _json_depth(text: str) -> int:
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
+class _TooLong(ValueError):
+    pass
+
+
 def _bounded_int(text: str) -> int:
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
         raise _TooLong(f"an integer of {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
     return int(text)
-
-
-class _TooLong(ValueError):
-    pass
 
 
 def parse_json(text: str, where: str, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
@@ -425,9 +425,12 @@ class OpenSchema(Schema):
 def validate(model: Any, value: Any, where: str, what: str) -> Any:
     """`value` as the pydantic `model` (a BaseModel or a TypeAdapter); a ValidationError becomes one line with
     the place of the first fault (`database.v_abc.annotations[3].segment`) and the count of the others."""
-    adapter = TypeAdapter(model) if not isinstance(model, TypeAdapter) else model
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        check = model.model_validate
+    else:
+        check = (model if isinstance(model, TypeAdapter) else TypeAdapter(model)).validate_python
     try:
-        return adapter.validate_python(value)
+        return check(value)
     except ValidationError as err:
         raise VisionZooError(f"{where}: {validation_message(err, what)}") from None
 

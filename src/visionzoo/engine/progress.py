@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, JsonValue, TypeAdapter
+from pydantic import Field, JsonValue
 from tqdm import tqdm
 
 from visionzoo.files import (
@@ -100,9 +100,6 @@ class EpochRecord(OpenSchema):
     epoch: Count
 
 
-_EPOCH = TypeAdapter(EpochRecord)
-
-
 def read_summary(path: Path) -> Summary:
     return read_json(path, "run summary", Summary, MAX_RUN_FILE_BYTES)
 
@@ -113,7 +110,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     text = decode_text(read_bytes(path, "metrics log", MAX_RUN_FILE_BYTES), path, "metrics log")
     return [
         validate(
-            _EPOCH, parse_json(line, f"{path}: line {number}", "record"), f"{path}: line {number}", "record"
+            EpochRecord, parse_json(line, f"{path}: line {number}", "record"), f"{path}: line {number}", "record"
         ).model_dump()
         for number, line in enumerate(text.splitlines(), start=1)
     ]
