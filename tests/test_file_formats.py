@@ -142,7 +142,8 @@ def _finished_run(root: Path) -> Path:
         ("summary.json", b'{"best": 5}', "summary.json: best: input should be a valid dictionary or instance of Best"),
         ("summary.json", b"[]", "summary.json: the run summary: input should be a valid dictionary or instance"),
         ("config.yaml", b"world_size: many\n", "config.yaml: world_size: input should be a valid integer"),
-        ("config.yaml", b"[" * 5000 + b"]" * 5000, "config.yaml: the run config is not valid YAML"),
+        ("config.yaml", b"[" * 5000 + b"]" * 5000, "config.yaml: the run config nests 5000 levels deep, more than"),
+        ("config.yaml", b"a: [1, 2\n", "config.yaml: the run config is not valid YAML (while parsing a flow sequence"),
     ],
 )
 def test_report_names_the_fault_of_a_run_file(
@@ -200,6 +201,13 @@ def test_a_state_without_config_is_one_line(tmp_path: Path, anet: Path, capsys: 
     line = error_line(capsys, "train", "bmn_own", "--data", anet, *SMALL_BMN, "--output", tmp_path / "r",
                       "--resume", state)  # fmt: skip
     assert line == f"visionzoo: error: {state}: config: field required, got dict"
+
+
+def test_a_config_nested_5000_deep_is_one_line(tmp_path: Path, anet: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 5000)
+    line = error_line(capsys, "train", "bmn_own", "--data", anet, "--config", deep)
+    assert line == f"visionzoo: error: {deep}: the --config nests 5000 levels deep, more than the 64 allowed"
 
 
 @pytest.mark.parametrize(

@@ -360,8 +360,9 @@ def read_text(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES) -> str:
     return decode_text(read_bytes(path, what, max_bytes), path, what)
 
 
-def _json_depth(text: str) -> int:
-    """The deepest nesting of brackets outside strings, found without recursion."""
+def nesting_depth(text: str) -> int:
+    """The deepest nesting of brackets outside double-quoted strings (JSON, YAML's flow style), found without
+    recursion, so that a parser that recurses per level is never given more than it can take."""
     import numpy as np
 
     skeleton = _JSON_STRING.sub("", text).encode("utf-8", "replace")
@@ -386,7 +387,7 @@ def _bounded_int(text: str) -> int:
 def parse_json(text: str, where: str, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """JSON text to Python values, with nesting and integer sizes bounded before the parser could recurse or
     overflow; NaN, Infinity and floats beyond the double range come back as float (the schemas decide)."""
-    depth = _json_depth(text)
+    depth = nesting_depth(text)
     if depth > max_depth:
         raise VisionZooError(f"{where}: the {what} nests {depth} levels deep, more than the {max_depth} allowed")
     try:
@@ -407,6 +408,22 @@ def read_json(path: Path, what: str, model: Any = None, max_bytes: int = MAX_JSO
         raise VisionZooError(f"{path}: the {what} is not UTF-8 text (byte {err.start})") from None
     value = parse_json(text, str(path), what)
     return value if model is None else validate(model, value, str(path), what)
+
+
+MAX_YAML_BYTES = 16 << 20  # a run's config.yaml is ~2 KB
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """A YAML file (a --config file, a run's config.yaml) as plain values: `safe_load`, so no tag builds an
+    object; its size and flow nesting bounded as JSON's are, and every fault one line naming the file."""
+    text = read_text(path, what, MAX_YAML_BYTES)
+    depth = nesting_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise VisionZooError(f"{path}: the {what} nests {depth} levels deep, more than the {MAX_JSON_DEPTH} allowed")
+    try:
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError, ValueError) as err:  # ValueError: an integer past Python's digits
+        raise VisionZooError(f"{path}: the {what} is not valid YAML ({one_line(str(err))})") from None
 
 
 class Schema(BaseModel):

@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import Field
 
-from visionzoo.engine.progress import MAX_RUN_FILE_BYTES, read_metrics, read_summary
+from visionzoo.engine.progress import read_metrics, read_summary
 from visionzoo.errors import VisionZooError
-from visionzoo.files import Schema, decode_text, is_regular_file, read_bytes, validate
+from visionzoo.files import Schema, is_regular_file, read_yaml, validate
 
 logger = logging.getLogger(__name__)
 
@@ -93,21 +92,12 @@ def read_run(path: Path) -> Run:
     remove_stale_temporaries(path)
     if not is_regular_file(path / "config.yaml"):
         raise VisionZooError("no config.yaml: not a run directory")
-    config = validate(RunConfig, _yaml(path / "config.yaml"), str(path / "config.yaml"), "run config")
+    config = validate(RunConfig, read_yaml(path / "config.yaml", "run config"), str(path / "config.yaml"), "run config")
     if not is_regular_file(path / "summary.json"):
         raise VisionZooError("no summary.json: the run has not finished (stopped, or still training)")
     summary = read_summary(path / "summary.json")
     history = read_metrics(path / "metrics.jsonl") if is_regular_file(path / "metrics.jsonl") else []
     return Run(str(path), config.model_dump(), summary.model_dump(), history)
-
-
-def _yaml(path: Path) -> Any:
-    """A run's config.yaml: plain YAML (safe_load: no tags that build objects), bounded like JSON files."""
-    text = decode_text(read_bytes(path, "run config", MAX_RUN_FILE_BYTES), path, "run config")
-    try:
-        return yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError, ValueError) as err:  # ValueError: an integer past Python's digits
-        raise VisionZooError(f"{path}: the run config is not valid YAML ({' '.join(str(err).split())})") from None
 
 
 def table_row(r: Run) -> dict[str, Any]:
