@@ -197,7 +197,11 @@ def test_annotation_errors_name_the_file(small: Path) -> None:
     entries["v_1"] = entry(10.0, 300, 288, [[5.0, 2.0]])
     entries["v_3"] = entry(10.0, 0, 288, [])
     (small / VIDEO_ANNO).write_text(json.dumps(entries))
-    with pytest.raises(VisionZooError, match=rf"{VIDEO_ANNO}: video v_1: annotation 0: segment ends before"):
+    with pytest.raises(VisionZooError, match=rf"{VIDEO_ANNO}: v_3.duration_frame: input should be greater than 0"):
+        load_annotations(small)
+    entries["v_3"] = entry(10.0, 300, 288, [])
+    (small / VIDEO_ANNO).write_text(json.dumps(entries))
+    with pytest.raises(VisionZooError, match=rf"{VIDEO_ANNO}: v_1.annotations\[0\].segment: must be \[start, end\]"):
         load_annotations(small)
     (small / VIDEO_INFO).write_text("video,subset\nv_0,training\nv_1\n")
     with pytest.raises(VisionZooError, match=rf"{VIDEO_INFO}: line 3 has 1 fields, the header has 2"):

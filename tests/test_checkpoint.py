@@ -17,10 +17,13 @@ from conftest import make_tiny_cifar
 from visionzoo.cli import main
 from visionzoo.engine import checkpoint
 
+# what every state holds besides its payload (checkpoint.StateHeader): a state without it cannot be resumed
+HEADER = {"format": checkpoint.STATE_FORMAT, "config": {"model": "m", "batch_size": 1}, "world_size": 1, "model": {}}
+
 
 def test_a_complete_last_state_exists_at_every_step_of_a_save(tmp_path: Path, monkeypatch) -> None:
     last, previous = tmp_path / checkpoint.STATE_NAME, tmp_path / checkpoint.PREVIOUS_STATE_NAME
-    states = [{"format": checkpoint.STATE_FORMAT, "step": i, "w": torch.full((1000,), float(i))} for i in range(3)]
+    states = [HEADER | {"step": i, "w": torch.full((1000,), float(i))} for i in range(3)]
     checkpoint.save_state(tmp_path, states[0])
     seen: list[int] = []
     real_replace, real_link = os.replace, os.link
@@ -81,7 +84,7 @@ def test_the_previous_state_is_kept_by_link_or_copy(tmp_path: Path, monkeypatch,
 
         monkeypatch.setattr(os, "link", no_links)
     for step in range(2):
-        checkpoint.save_state(tmp_path, {"format": checkpoint.STATE_FORMAT, "step": step})
+        checkpoint.save_state(tmp_path, HEADER | {"step": step})
     assert checkpoint.load_state(tmp_path / checkpoint.PREVIOUS_STATE_NAME)["step"] == 0
     assert checkpoint.load_state(tmp_path / checkpoint.STATE_NAME)["step"] == 1
 
@@ -94,7 +97,7 @@ def test_the_state_writer_refuses_what_a_resume_could_not_load(tmp_path: Path, b
 
 
 def test_everything_the_state_writer_accepts_loads_with_weights_only(tmp_path: Path) -> None:
-    state = {"format": checkpoint.STATE_FORMAT, "t": torch.ones(2), "n": [1, 2.5, "x", None, True, (3, b"b")],
+    state = HEADER | {"t": torch.ones(2), "n": [1, 2.5, "x", None, True, (3, b"b")],
              "dtype": torch.bfloat16, "size": torch.Size([2])}  # fmt: skip
     checkpoint.save_state(tmp_path, state)
     assert checkpoint.load_state(tmp_path / checkpoint.STATE_NAME)["n"] == [1, 2.5, "x", None, True, (3, b"b")]

@@ -315,13 +315,14 @@ def test_eval_detection_command_outputs_and_bad_input(tmp_path: Path, capsys: py
     )
     no_label = write_json(tmp_path / "nolabel.json", {"results": {"b": [{"segment": [0, 1], "score": 1.0}]}})
     cases = [
-        (["--detections", str(tmp_path / "missing.json")], "missing.json: cannot read the detections file"),
+        (["--detections", str(tmp_path / "missing.json")], "missing.json: no such detections file"),
         (["--detections", str(bad_json)], "bad.json: the detections file is not valid JSON"),
-        (["--detections", str(gt_path)], "not an ActivityNet detections file"),
-        (["--detections", str(nan_score)], "video b: a segment or score is not finite"),
-        (["--detections", str(no_label)], "video b: entry 0 has no string 'label'"),
+        (["--detections", str(gt_path)], "gt.json: results: field required, got dict"),
+        (["--detections", str(nan_score)], "results.b[0]: segment and score must be finite numbers"),
+        (["--detections", str(no_label)], "nolabel.json: results.b[0].label: field required"),
         (["--detections", str(det), "--tiou", "0.5:0.95"], "--tiou 0.5:0.95: expected LO:HI:N"),
         (["--detections", str(det), "--tiou", "0.9:0.5:3"], "needs 0 < LO <= HI <= 1"),
+        (["--detections", str(det), "--tiou", "0.5:0.95:10000000"], "needs 0 < LO <= HI <= 1 and 1 <= N <= 1000"),
         (["--detections", str(det), "--subset", "testing"], "no video of subset 'testing'"),
     ]
     for options, message in cases:
@@ -344,7 +345,9 @@ def test_thumos_class_files_as_ground_truth(tmp_path: Path) -> None:
     assert truth.segments["video_test_0000004"].tolist() == [[20.0, 21.0], [10.0, 12.5]]
     assert load_ground_truth(folder, "validation").labels == {"video_validation_0000001": ["Diving"]}
     (folder / "Diving_test.txt").write_text("video_test_0000004 twenty 21.0\n")
-    with pytest.raises(VisionZooError, match="Diving_test.txt: line 1 is not 'video start end'"):
+    with pytest.raises(
+        VisionZooError, match="Diving_test.txt: line 1: start: input should be a valid number, .*'twenty'"
+    ):
         load_ground_truth(folder, "test")
     with pytest.raises(VisionZooError, match="--subset training: THUMOS14 class files exist for validation, test"):
         load_ground_truth(folder, "training")
@@ -385,10 +388,10 @@ def test_fusion_pairs_each_proposal_with_the_top_classes(tmp_path: Path, capsys:
     bad_classes = write_json(tmp_path / "bad.json", {"results": {"a": [{"label": "run", "score": "high"}]}})
     other = write_json(tmp_path / "other.json", {"results": {"zzz": [{"label": "run", "score": 1.0}]}})
     cases = [
-        (["--classes", str(bad_classes)], 'video a: entry 0 must be {"label": str, "score": x}'),
+        (["--classes", str(bad_classes)], "results.a[0].score: input should be a valid number"),
         (["--classes", str(other)], "none of the 2 videos with proposals has classes"),
         (["--classes", str(class_path), "--top-k", "0"], "--top-k 0, --max-per-video 100: both must be at least 1"),
-        (["--classes", str(prop_path)], 'entry 0 must be {"label": str, "score": x}'),
+        (["--classes", str(prop_path)], "[0].label: field required"),
     ]
     for options, message in cases:
         capsys.readouterr()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import error_line
 
 from visionzoo.cli import main
 from visionzoo.data.activitynet import ActivityNetFeatures, format_feature_csv
@@ -16,8 +17,8 @@ T, D = 8, 4
 VIDEOS = {"walk": (250, 10.0), "run": (500, 20.0), "v_jump": (125, 5.0), "idle": (100, 4.0), "swim": (300, 12.0)}
 
 
-def cli(*argv: str) -> int:
-    return main(list(argv))
+def cli(*argv: object) -> int:
+    return main([str(a) for a in argv])
 
 
 @pytest.fixture
@@ -112,12 +113,17 @@ def test_activitynet_json_annotations(tmp_path: Path, features: Path) -> None:
 @pytest.mark.parametrize(
     ("rows", "expected"),
     [
-        ("walk,1,2,walking\nsurf,1,2,surfing\n", "row 2: unknown video 'surf'"),
         ("walk,3,3,walking\n", "row 1: start 3 must be >= 0 and before end 3"),
         ("walk,1,10.2,walking\n", "row 1: end 10.2 s is past the video's end (10.000 s)"),
-        ("walk,one,2,walking\n", "row 1: start and end must be numbers (seconds), got 'one', '2'"),
+        (
+            "walk,one,2,walking\n",
+            "row 1: start: input should be a valid number, unable to parse string as a number, got 'one'",
+        ),
         ("walk,1,2\n", "row 1: 3 fields, expected video,start,end,label[,subset]"),
-        ("walk,1,2,walking,holdout\n", "row 1: subset 'holdout', expected training, validation or testing"),
+        (
+            "walk,1,2,walking,holdout\n",
+            "row 1: subset: value error, expected training, validation or testing, got 'holdout'",
+        ),
         ("walk,1,2,walking,training\nwalk,3,4,walking,validation\n", "row 2: subset validation, but an earlier row"),
     ],
 )
@@ -135,17 +141,60 @@ def test_each_bad_row_is_one_error_line(tmp_path: Path, features: Path, capsys: 
     ).exists()
 
 
-def test_several_bad_rows_each_get_their_line(
+def test_many_bad_rows_are_one_error_with_the_first_few(
     tmp_path: Path, features: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     annotations = tmp_path / "actions.csv"
-    annotations.write_text("walk,1,2,walking\nsurf,1,2,surfing\nrun,5,4,running\nswim,x,2,swimming\n")
-    capsys.readouterr()
-    assert cli("data", "anet-annotations", str(annotations), "--features", str(features)) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith(f"visionzoo: error: {annotations}: row ") for line in lines)
-    assert [line.split("row ")[1][0] for line in lines] == ["2", "3", "4"]  # in file order
-    assert "(3 bad rows in all; nothing written)" in lines[-1]
+    annotations.write_text("walk,1,2,walking\n" + "run,5,4,running\n" * 200_000)
+    line = error_line(capsys, "data", "anet-annotations", annotations, "--features", features)
+    assert line.startswith(f"visionzoo: error: {annotations}: 200000 bad rows, nothing written: row 2: start 5 ")
+    assert line.count("row ") == 5 and line.endswith("; ... and 199995 more")
+
+
+def test_rows_of_videos_without_features_are_left_out_or_refused_when_strict(
+    tmp_path: Path, features: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    annotations = tmp_path / "actions.csv"
+    annotations.write_text("walk,1,2,walking\nsurf,1,2,surfing\nsurf,3,4,surfing\nski,1,2,skiing\n")
+    assert cli("data", "anet-annotations", annotations, "--features", features) == 0
+    (warning,) = [r.getMessage() for r in caplog.records if "without features" in r.getMessage()]
+    assert "3 rows of 2 videos without features" in warning
+    written = json.loads((features / "anet_anno_action.json").read_text())
+    assert written["walk"]["annotations"] == [{"segment": [1.0, 2.0], "label": "walking"}]
+    line = error_line(capsys, "data", "anet-annotations", annotations, "--features", features, "--strict")
+    assert f"{annotations}: 3 bad rows, nothing written: row 2: unknown video 'surf'" in line
+
+
+@pytest.mark.parametrize(
+    ("encoded", "named"),
+    [
+        ("\ufeffvideo,start,end,label\nwalk,1,2,marche à pied\n".encode(), None),  # Excel's "CSV UTF-8"
+        ("video,start,end,label\nwalk,1,2,marche à pied\n".encode("cp1252"), "cp1252"),  # Excel's "CSV"
+        ("video,start,end,label\nwalk,1,2,marche à pied\n".encode("utf-16"), "utf-16"),  # "Unicode text"
+    ],
+)
+def test_csv_as_spreadsheets_write_it(
+    tmp_path: Path, features: Path, caplog: pytest.LogCaptureFixture, encoded: bytes, named: str | None
+) -> None:
+    annotations = tmp_path / "actions.csv"
+    annotations.write_bytes(encoded)
+    assert cli("data", "anet-annotations", annotations, "--features", features) == 0
+    written = json.loads((features / "anet_anno_action.json").read_text())
+    assert written["walk"]["annotations"] == [{"segment": [1.0, 2.0], "label": "marche à pied"}]
+    said = [r.getMessage() for r in caplog.records if "not UTF-8" in r.getMessage()]
+    assert said == ([] if named is None else [f"{annotations}: read as {named} (not UTF-8)"])
+
+
+def test_csv_in_no_known_encoding_is_one_line(
+    tmp_path: Path, features: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    annotations = tmp_path / "actions.csv"
+    annotations.write_bytes(b"walk,1,2,\x81\x8d\x90\n")  # bytes that neither UTF-8 nor Windows-1252 define
+    line = error_line(capsys, "data", "anet-annotations", annotations, "--features", features)
+    assert (
+        line
+        == f"visionzoo: error: {annotations}: the annotation CSV is not text in UTF-8, UTF-16 or Windows-1252/Latin-1"
+    )
 
 
 def test_annotations_need_a_feature_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

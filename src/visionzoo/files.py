@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from visionzoo.errors import VisionZooError
 
@@ -319,10 +320,165 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_json(path: Path, what: str) -> Any:
+MAX_JSON_BYTES = 1 << 30  # a proposals file of all ActivityNet videos is ~100 MB; 1 GiB is past any real one
+MAX_JSON_DEPTH = 64  # our deepest format nests 6 levels; Python's parser recurses once per level
+MAX_INT_DIGITS = 20  # int64 has 19 digits; longer ones are no count, size or time of ours (and would overflow)
+MAX_LISTED_ERRORS = 5  # bad rows shown before "... and N more"
+
+
+def read_bytes(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES) -> bytes:
+    """A regular file's bytes, refused (before reading) when larger than `max_bytes`."""
+    require_regular_file(path, what)
     try:
-        return json.loads(path.read_text())
+        size = os.stat(path).st_size
+        if size > max_bytes:
+            raise VisionZooError(f"{path}: the {what} is {size:,} bytes, more than the {max_bytes:,} allowed")
+        return path.read_bytes()
     except OSError as err:
         raise VisionZooError(f"{path}: cannot read the {what} ({err.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise VisionZooError(f"{path}: the {what} is not valid JSON ({err})") from None
+
+
+def decode_text(data: bytes, path: Path, what: str) -> str:
+    """Text as spreadsheets write it: UTF-8 (a byte-order mark is dropped), UTF-16 with its mark (Excel's
+    "Unicode text"), else Windows-1252 (a superset of Latin-1's printable characters), said once in the log."""
+    encodings = ("utf-16",) if data.startswith((b"\xff\xfe", b"\xfe\xff")) else ("utf-8-sig", "cp1252")
+    for encoding in encodings:
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if "\x00" in text:
+            break
+        if encoding != "utf-8-sig":
+            logger.warning("%s: read as %s (not UTF-8)", path, encoding)
+        return text
+    raise VisionZooError(f"{path}: the {what} is not text in UTF-8, UTF-16 or Windows-1252/Latin-1")
+
+
+def read_text(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES) -> str:
+    """A user's text file (CSV, class list), decoded as `decode_text` says."""
+    return decode_text(read_bytes(path, what, max_bytes), path, what)
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest nesting of brackets outside double-quoted strings (JSON, YAML's flow style), found without
+    recursion, so that a parser that recurses per level is never given more than it can take."""
+    import numpy as np
+
+    skeleton = _JSON_STRING.sub("", text).encode("utf-8", "replace")
+    codes = np.frombuffer(skeleton, dtype=np.uint8)
+    steps = np.isin(codes, (91, 123)).astype(np.int64) - np.isin(codes, (93, 125))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+class _TooLong(ValueError):
+    pass
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _TooLong(f"an integer of {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def parse_json(text: str, where: str, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """JSON text to Python values, with nesting and integer sizes bounded before the parser could recurse or
+    overflow; NaN, Infinity and floats beyond the double range come back as float (the schemas decide)."""
+    depth = nesting_depth(text)
+    if depth > max_depth:
+        raise VisionZooError(f"{where}: the {what} nests {depth} levels deep, more than the {max_depth} allowed")
+    try:
+        return json.loads(text, parse_int=_bounded_int)
+    except _TooLong as err:
+        raise VisionZooError(f"{where}: the {what} holds {err}") from None
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise VisionZooError(f"{where}: the {what} is not valid JSON ({one_line(str(err))})") from None
+
+
+def read_json(path: Path, what: str, model: Any = None, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """A JSON file, bounded (size, depth, integers) and, given a pydantic `model`, validated into it: every
+    fault is one VisionZooError naming the file, the place inside it and what is wrong."""
+    data = read_bytes(path, what, max_bytes)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise VisionZooError(f"{path}: the {what} is not UTF-8 text (byte {err.start})") from None
+    value = parse_json(text, str(path), what)
+    return value if model is None else validate(model, value, str(path), what)
+
+
+MAX_YAML_BYTES = 16 << 20  # a run's config.yaml is ~2 KB
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """A YAML file (a --config file, a run's config.yaml) as plain values: `safe_load`, so no tag builds an
+    object; its size and flow nesting bounded as JSON's are, and every fault one line naming the file."""
+    text = read_text(path, what, MAX_YAML_BYTES)
+    depth = nesting_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise VisionZooError(f"{path}: the {what} nests {depth} levels deep, more than the {MAX_JSON_DEPTH} allowed")
+    try:
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError, ValueError) as err:  # ValueError: an integer past Python's digits
+        raise VisionZooError(f"{path}: the {what} is not valid YAML ({one_line(str(err))})") from None
+
+
+class Schema(BaseModel):
+    """A file format's schema: values typed once when read, immutable; keys it does not name are ignored (the
+    ActivityNet toolkit's files carry many)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class OpenSchema(Schema):
+    """A schema whose other keys are kept as found (a run's summary, a card's preprocessing)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+def validate(model: Any, value: Any, where: str, what: str) -> Any:
+    """`value` as the pydantic `model` (a BaseModel or a TypeAdapter); a ValidationError becomes one line with
+    the place of the first fault (`database.v_abc.annotations[3].segment`) and the count of the others."""
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        check = model.model_validate
+    else:
+        check = (model if isinstance(model, TypeAdapter) else TypeAdapter(model)).validate_python
+    try:
+        return check(value)
+    except ValidationError as err:
+        raise VisionZooError(f"{where}: {validation_message(err, what)}") from None
+
+
+def validation_message(err: Any, what: str) -> str:
+    """The first fault of a pydantic ValidationError: its place, the problem and the value found."""
+    first = err.errors(include_url=False)[0]
+    place = place_name(first["loc"])
+    found = repr(first["input"]) if not isinstance(first["input"], dict | list) else type(first["input"]).__name__
+    found = found if len(found) <= 60 else found[:57] + "..."
+    more = f" (and {err.error_count() - 1} more faults)" if err.error_count() > 1 else ""
+    return one_line(f"{place or 'the ' + what}: {first['msg'][0].lower() + first['msg'][1:]}, got {found}{more}")
+
+
+def place_name(loc: Iterable[Any]) -> str:
+    """A pydantic location as a path into the file: `database.v_abc.annotations[3].segment`."""
+    place = ""
+    for part in loc:
+        if isinstance(part, int):
+            place += f"[{part}]"
+        elif not str(part).startswith(("function-", "json-or-python", "tagged-union")):
+            place += f".{part}" if place else str(part)
+    return place
+
+
+def one_line(text: str) -> str:
+    """Any text as a single line (a message built from a user's value stays one line)."""
+    return " ".join(text.split())
+
+
+def too_many(lines: list[str], limit: int = MAX_LISTED_ERRORS) -> str:
+    """The first `limit` of many faults, then how many more: one message for 5 or 200,000 bad rows."""
+    shown = "; ".join(lines[:limit])
+    return shown + (f"; ... and {len(lines) - limit} more" if len(lines) > limit else "")

@@ -7,7 +7,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from visionzoo.commands import CommandParser
+from visionzoo.commands import CommandParser, int_at_least
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,26 +18,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.set_defaults(run=run_make_digits)
     d = data.add_parser("make-anet-demo", help="synthetic ActivityNet features in the BSN/BMN layout")
     d.add_argument("out", type=Path)
-    d.add_argument("--videos", type=int, default=600)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--videos", type=int_at_least(1, 100_000), default=600)
+    d.add_argument("--seed", type=int_at_least(0, 2**32 - 1), default=0)
     d.set_defaults(run=run_make_anet_demo)
     d = data.add_parser("make-thumos-demo", help="synthetic THUMOS14-layout long videos (snippet .npy, class files)")
     d.add_argument("out", type=Path)
-    d.add_argument("--videos", type=int, default=60)
-    d.add_argument("--feat-dim", type=int, default=2048)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--videos", type=int_at_least(1, 100_000), default=60)
+    d.add_argument("--feat-dim", type=int_at_least(1, 65_536), default=2048)
+    d.add_argument("--seed", type=int_at_least(0, 2**32 - 1), default=0)
     d.set_defaults(run=run_make_thumos_demo)
     d = data.add_parser("make-imagefolder", help="generated JPEGs in the ImageNet train/val folder layout")
     d.add_argument("out", type=Path)
-    d.add_argument("--classes", type=int, default=10)
-    d.add_argument("--per-class", type=int, default=50)
-    d.add_argument("--size", type=int, default=96)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--classes", type=int_at_least(1, 1000), default=10)
+    d.add_argument("--per-class", type=int_at_least(1, 100_000), default=50)
+    d.add_argument("--size", type=int_at_least(8, 4096), default=96)
+    d.add_argument("--seed", type=int_at_least(0, 2**32 - 1), default=0)
     d.set_defaults(run=run_make_imagefolder)
     d = data.add_parser("make-video-demo", help="synthetic videos with known action segments and their CSV")
     d.add_argument("out", type=Path)
-    d.add_argument("--videos", type=int, default=40)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--videos", type=int_at_least(1, 100_000), default=40)
+    d.add_argument("--seed", type=int_at_least(0, 2**32 - 1), default=0)
     d.set_defaults(run=run_make_video_demo)
     d = data.add_parser(
         "anet-annotations", help="your annotations (CSV or ActivityNet JSON) -> the BMN files of a feature folder"
@@ -45,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("annotations", type=Path, help="CSV video,start,end,label[,subset] (seconds) or ActivityNet JSON")
     d.add_argument("--features", type=Path, required=True, help="the folder visionzoo features wrote")
     d.add_argument("--val-fraction", type=float, default=0.25, help="validation share of videos without a subset")
-    d.add_argument("--seed", type=int, default=0, help="seed of the training/validation split")
+    d.add_argument("--seed", type=int_at_least(0, 2**32 - 1), default=0, help="seed of the training/validation split")
+    d.add_argument("--strict", action="store_true", help="refuse rows of videos without features (default: warn)")
     d.set_defaults(run=run_anet_annotations)
 
 
@@ -96,7 +97,7 @@ def run_make_video_demo(args: argparse.Namespace) -> int:
 def run_anet_annotations(args: argparse.Namespace) -> int:
     from visionzoo.data.own_annotations import convert_annotations
 
-    counts = convert_annotations(args.annotations, args.features, args.val_fraction, args.seed)
+    counts = convert_annotations(args.annotations, args.features, args.val_fraction, args.seed, args.strict)
     print(f"{args.features}: " + ", ".join(f"{count} {subset}" for subset, count in sorted(counts.items())))
     print(f"next: visionzoo train bmn_own --data {shlex.quote(str(args.features))}")
     return 0

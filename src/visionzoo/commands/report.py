@@ -17,12 +17,13 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
+from pydantic import Field
 
+from visionzoo.engine.progress import read_metrics, read_summary
 from visionzoo.errors import VisionZooError
-from visionzoo.files import is_regular_file
+from visionzoo.files import Schema, is_regular_file, read_yaml, validate
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+class RunConfig(Schema):
+    """The keys of a run's config.yaml the table shows (the recipe's own check is `recipes.overrides`)."""
+
+    name: str | None = None
+    main_metric: str | None = None
+    amp: str | None = None
+    amp_resolved: str | None = None
+    torch_version: str | None = None
+    machine: str | None = None
+    world_size: Annotated[int, Field(ge=1)] | None = None
+
+
 @dataclass
 class Run:
     name: str  # the directory as given
@@ -47,7 +60,7 @@ class Run:
 
     @property
     def metric(self) -> str:
-        return str(self.summary.get("best", {}).get("metric") or self.config.get("main_metric", "?"))
+        return str(self.summary["best"]["metric"] or self.config.get("main_metric") or "?")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,45 +90,30 @@ def read_run(path: Path) -> Run:
     if not path.is_dir():
         raise VisionZooError("no such directory")
     remove_stale_temporaries(path)
-    config = _read(path / "config.yaml", "no config.yaml: not a run directory", yaml.safe_load)
-    unfinished = "no summary.json: the run has not finished (stopped, or still training)"
-    summary = _read(path / "summary.json", unfinished, json.loads)
-    if not isinstance(config, dict) or not isinstance(summary, dict):
-        raise VisionZooError("config.yaml or summary.json does not hold a mapping")
-    history = []
-    if is_regular_file(path / "metrics.jsonl"):
-        for number, line in enumerate((path / "metrics.jsonl").read_text().splitlines(), start=1):
-            try:
-                history.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise VisionZooError(f"metrics.jsonl line {number} is not JSON") from None
-    return Run(str(path), config, summary, history)
-
-
-def _read(path: Path, missing: str, parse: Any) -> Any:
-    if not is_regular_file(path):
-        raise VisionZooError(missing)
-    try:
-        return parse(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
-        raise VisionZooError(f"{path.name} cannot be read ({str(err).splitlines()[0]})") from None
+    if not is_regular_file(path / "config.yaml"):
+        raise VisionZooError("no config.yaml: not a run directory")
+    config = validate(RunConfig, read_yaml(path / "config.yaml", "run config"), str(path / "config.yaml"), "run config")
+    if not is_regular_file(path / "summary.json"):
+        raise VisionZooError("no summary.json: the run has not finished (stopped, or still training)")
+    summary = read_summary(path / "summary.json")
+    history = read_metrics(path / "metrics.jsonl") if is_regular_file(path / "metrics.jsonl") else []
+    return Run(str(path), config.model_dump(), summary.model_dump(), history)
 
 
 def table_row(r: Run) -> dict[str, Any]:
-    best = r.summary.get("best") or {}
-    requested, resolved = r.config.get("amp", "?"), r.config.get("amp_resolved")
+    requested, resolved = r.config["amp"] or "?", r.config["amp_resolved"]
     return {
         "NAME": r.name,
-        "recipe": r.config.get("name", "?"),
+        "recipe": r.config["name"] or "?",
         "metric": r.metric,
-        "best": best.get("value"),
-        "epoch": best.get("epoch"),
-        "FPS": r.summary.get("samples_per_sec"),
-        "devices": r.summary.get("world_size", r.config.get("world_size")),
-        "epochs": r.summary.get("epochs"),
+        "best": r.summary["best"]["value"],
+        "epoch": r.summary["best"]["epoch"],
+        "FPS": r.summary["samples_per_sec"],
+        "devices": r.summary["world_size"] or r.config["world_size"],
+        "epochs": r.summary["epochs"],
         "AMP": requested if resolved is None else f"{requested} -> {resolved}",
-        "torch": r.config.get("torch_version"),
-        "machine": r.config.get("machine"),
+        "torch": r.config["torch_version"],
+        "machine": r.config["machine"],
     }
 
 
@@ -203,7 +201,7 @@ def _figure(runs: list[Run], panels: list[tuple[str, str]]) -> Any:
     for axis in axes.flat[len(panels) :]:
         axis.set_visible(False)
     handles = [Line2D([], [], **_style(index)) for index in drawn]
-    labels = [f"{runs[index].name} ({runs[index].config.get('name', '?')})" for index in drawn]
+    labels = [f"{runs[index].name} ({runs[index].config['name'] or '?'})" for index in drawn]
     figure.legend(handles, labels, loc="outside lower center", ncols=legend_columns, fontsize=9)
     return figure
 

@@ -12,7 +12,6 @@ import csv
 import hashlib
 import io
 import json
-import math
 import os
 import warnings
 from collections.abc import Iterator
@@ -20,16 +19,26 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import Field, StringConstraints
 from torch.utils.data import Dataset
 
 from visionzoo.data.cache import cache_dir
 from visionzoo.data.sampling import SampleKey, sample_rng
 from visionzoo.errors import VisionZooError
-from visionzoo.files import atomic_write, exclusive_lock, require_regular_file, write_csv, write_json
+from visionzoo.files import (
+    Schema,
+    atomic_write,
+    exclusive_lock,
+    read_json,
+    read_text,
+    require_regular_file,
+    write_csv,
+    write_json,
+)
 
 VIDEO_INFO = "video_info_new.csv"
 VIDEO_ANNO = "anet_anno_action.json"
@@ -37,6 +46,74 @@ FEATURE_DIR = "csv_mean_100"
 SUBSETS = ("train", "validation", "all")
 CACHE_VERSION = 1
 INFO_COLUMNS = ("video", "numFrame", "seconds", "fps", "rfps", "subset", "featureFrame")
+
+# ------------------------------------------------------------------------------------------------- schemas
+# The limits of every ActivityNet-style file: names and labels of a sane length, at most a million videos and a
+# million entries per video (ActivityNet-1.3 has 19,994 videos; a proposals file keeps 100 per video).
+MAX_NAME = 512
+MAX_ITEMS = 1_000_000
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Segment = tuple[float, float]  # any floats: reversed or non-finite ones are counted and judged by the reader
+
+
+class Annotation(Schema):
+    segment: Segment
+    label: Annotated[str, StringConstraints(max_length=MAX_NAME)] | None = None
+
+
+class LabelledAnnotation(Annotation):
+    label: Annotated[str, StringConstraints(max_length=MAX_NAME)]
+
+
+class DatabaseEntry(Schema):
+    """One video of an ActivityNet database JSON (`activity_net.v1-3.min.json`)."""
+
+    subset: Annotated[str, StringConstraints(max_length=64)] | None = None
+    duration: Seconds | None = None
+    annotations: Annotated[list[Annotation], Field(max_length=MAX_ITEMS)]
+
+
+class Database(Schema):
+    """An ActivityNet database JSON: `version`, `taxonomy`, `database` (what eval-* take as ground truth)."""
+
+    version: Any = None
+    taxonomy: Any = None
+    database: Annotated[dict[Name, DatabaseEntry], Field(max_length=MAX_ITEMS)]
+
+
+class BsnEntry(Schema):
+    """One video of BSN's anet_anno_action.json: durations, frame counts, segments in seconds."""
+
+    duration_second: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    duration_frame: Annotated[int, Field(gt=0)]
+    feature_frame: Annotated[int, Field(gt=0)]
+    annotations: Annotated[list[LabelledAnnotation], Field(max_length=MAX_ITEMS)]
+
+
+BsnAnnotations = Annotated[dict[Name, BsnEntry], Field(max_length=MAX_ITEMS)]
+
+
+class InfoRow(Schema):
+    """A row of video_info_new.csv as BSN writes it (video, subset, and what the extraction measured)."""
+
+    video: Name
+    subset: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class MeasuredRow(InfoRow):
+    """A row of the video_info_new.csv that `visionzoo features` writes: what the extraction measured."""
+
+    numFrame: Annotated[int, Field(gt=0)]  # noqa: N815 (BSN's column names)
+    seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    fps: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    featureFrame: Annotated[int, Field(ge=0)]  # noqa: N815
+
+
+def segment_faults(segments: np.ndarray) -> tuple[int, int]:
+    """(reversed, non-finite) rows of a [k, >=2] array of (start, end[, score])."""
+    finite = np.isfinite(segments).all(axis=1)
+    return int((finite & (segments[:, 1] < segments[:, 0])).sum()), int((~finite).sum())
 
 
 @dataclass
@@ -59,85 +136,56 @@ def normalized_segments(video: VideoRecord) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- annotations
 
 
-def _finite_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _read_video_info(path: Path) -> list[tuple[str, str]]:
     """(video, subset) per row, in file order, with the header and every row checked."""
+    from visionzoo.files import validate
+
     if not path.is_file():
         raise VisionZooError(f"{path}: missing video info CSV (columns {','.join(INFO_COLUMNS)})")
-    with open(path, newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or "video" not in header or "subset" not in header:
-            raise VisionZooError(f"{path}: header must name the columns 'video' and 'subset', got {header}")
-        video_col, subset_col = header.index("video"), header.index("subset")
-        rows, seen = [], set()
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise VisionZooError(f"{path}: line {line} has {len(row)} fields, the header has {len(header)}")
-            name, subset = row[video_col].strip(), row[subset_col].strip()
-            if not name or not subset:
-                raise VisionZooError(f"{path}: line {line} has an empty video name or subset")
-            if name in seen:
-                raise VisionZooError(f"{path}: line {line} repeats video {name}")
-            seen.add(name)
-            rows.append((name, subset))
+    reader = csv.reader(io.StringIO(read_text(path, "video info CSV"), newline=""))
+    header = next(reader, None)
+    if header is None or "video" not in header or "subset" not in header:
+        raise VisionZooError(f"{path}: header must name the columns 'video' and 'subset', got {header}")
+    rows, seen = [], set()
+    for line, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise VisionZooError(f"{path}: line {line} has {len(row)} fields, the header has {len(header)}")
+        found = validate(
+            InfoRow, {k: v.strip() for k, v in zip(header, row, strict=True)}, f"{path}: line {line}", "row"
+        )
+        if found.video in seen:
+            raise VisionZooError(f"{path}: line {line} repeats video {found.video}")
+        seen.add(found.video)
+        rows.append((found.video, found.subset))
     if not rows:
         raise VisionZooError(f"{path}: no videos listed")
     return rows
 
 
-def _read_annotation_file(path: Path) -> dict[str, object]:
-    if not path.is_file():
-        raise VisionZooError(f"{path}: missing annotation JSON")
-    try:
-        with open(path) as handle:
-            database = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise VisionZooError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(database, dict):
-        raise VisionZooError(f"{path}: expected an object keyed by video name, got {type(database).__name__}")
-    return database
-
-
-def _video_record(path: Path, name: str, subset: str, entry: object) -> VideoRecord:
-    def bad(what: str) -> VisionZooError:
-        return VisionZooError(f"{path}: video {name}: {what}")
-
-    if not isinstance(entry, dict):
-        raise bad("entry is not an object")
-    for key, integer in (("duration_second", False), ("duration_frame", True), ("feature_frame", True)):
-        value = entry.get(key)
-        if not (_finite_number(value) and value > 0 and (not integer or float(value).is_integer())):
-            raise bad(f"'{key}' must be a positive {'integer' if integer else 'number'}, got {value!r}")
-    annotations = entry.get("annotations")
-    if not isinstance(annotations, list):
-        raise bad("'annotations' must be a list")
-    segments, labels = [], []
-    for k, item in enumerate(annotations):
-        segment = item.get("segment") if isinstance(item, dict) else None
-        if not (isinstance(segment, list) and len(segment) == 2 and all(_finite_number(v) and v >= 0 for v in segment)):
-            raise bad(f"annotation {k}: 'segment' must be [start, end] in seconds (>= 0), got {segment!r}")
-        if segment[1] < segment[0]:
-            raise bad(f"annotation {k}: segment ends before it starts ({segment})")
-        if not isinstance(item.get("label"), str):
-            raise bad(f"annotation {k}: 'label' must be a string")
-        segments.append([float(segment[0]), float(segment[1])])
-        labels.append(item["label"])
-    duration_second, duration_frame = float(entry["duration_second"]), int(entry["duration_frame"])
-    feature_second = float(entry["feature_frame"]) / duration_frame * duration_second  # "some frames not used"
+def _video_record(path: Path, name: str, subset: str, entry: BsnEntry) -> VideoRecord:
+    segments = np.asarray([a.segment for a in entry.annotations], dtype=np.float64).reshape(-1, 2)
+    reversed_, infinite = segment_faults(segments)
+    if reversed_ or infinite or (segments < 0).any():  # training targets: no toolkit behaviour to keep, refused
+        k = int(
+            np.flatnonzero(
+                ~np.isfinite(segments).all(axis=1) | (segments[:, 1] < segments[:, 0]) | (segments < 0).any(axis=1)
+            )[0]
+        )
+        raise VisionZooError(
+            f"{path}: {name}.annotations[{k}].segment: must be [start, end] seconds, 0 <= start <= end, finite, "
+            f"got {list(entry.annotations[k].segment)}"
+        )
+    feature_second = entry.feature_frame / entry.duration_frame * entry.duration_second  # "some frames not used"
     return VideoRecord(
         name=name,
         subset=subset,
-        duration_second=duration_second,
-        duration_frame=duration_frame,
+        duration_second=entry.duration_second,
+        duration_frame=entry.duration_frame,
         feature_second=feature_second,
-        segments=np.asarray(segments, dtype=np.float64).reshape(-1, 2),
-        labels=labels,
+        segments=segments,
+        labels=[a.label for a in entry.annotations],
     )
 
 
@@ -148,7 +196,7 @@ def load_annotations(root: str | Path, video_info: str = VIDEO_INFO, video_anno:
         raise VisionZooError(f"{root}: no such data directory (expected {video_info}, {video_anno}, features)")
     rows = _read_video_info(root / video_info)
     anno_path = root / video_anno
-    database = _read_annotation_file(anno_path)
+    database = read_json(anno_path, "annotation JSON", BsnAnnotations)
     missing = [name for name, _ in rows if name not in database]
     if missing:
         raise VisionZooError(
@@ -457,15 +505,6 @@ def write_video_info(path: Path, rows: list[list[object]]) -> None:
     write_csv(path, INFO_COLUMNS, rows)
 
 
-def segment_array(path: Path, video: str, items: Any, with_score: bool) -> np.ndarray:
-    """[k, 2] segments (or [k, 3] with the score) of one video's entries, checked."""
-    rows = []
-    for k, item in enumerate(items if isinstance(items, list) else [None]):
-        segment = item.get("segment") if isinstance(item, dict) else None
-        score = item.get("score") if isinstance(item, dict) and with_score else 0.0
-        values = [*segment, score] if isinstance(segment, list) and len(segment) == 2 else None
-        if values is None or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in values):
-            need = '{"segment": [start, end], "score": s}' if with_score else '{"segment": [start, end], ...}'
-            raise VisionZooError(f"{path}: video {video}: entry {k} must be {need}, got {item!r}")
-        rows.append(values if with_score else values[:2])
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 3 if with_score else 2)
+def segment_array(annotations: list[Annotation]) -> np.ndarray:
+    """[k, 2] float64 seconds of a video's annotations, in file order."""
+    return np.asarray([a.segment for a in annotations], dtype=np.float64).reshape(-1, 2)

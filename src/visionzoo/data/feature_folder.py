@@ -17,14 +17,16 @@ import csv
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field, JsonValue, StringConstraints
 
 from visionzoo.data.activitynet import VIDEO_INFO, format_feature_csv, pool_snippets, write_video_info
 from visionzoo.data.video import VideoMeta
 from visionzoo.errors import VisionZooError
 from visionzoo.files import (
+    OpenSchema,
     exclusive_lock,
     is_temporary,
     read_json,
@@ -81,12 +83,43 @@ class FeatureSpec:
         return cls(**{key: found[key] for key in cls.__dataclass_fields__ if key in found})
 
 
+Size = Annotated[int, Field(ge=1, le=1 << 20)]
+Text = Annotated[str, StringConstraints(max_length=4096)]
+
+
+class FeatureDescription(OpenSchema):
+    """features.json as read: a BSN-layout folder's `FeatureSpec`, or per-video snippet features' stride and size
+    (which hold only some keys); each key typed, so comparisons see values, not their spelling."""
+
+    format: Literal["visionzoo-features-v1"]  # FEATURES_FORMAT
+    backbone: Text | None = None
+    weights: Text | None = None
+    weights_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+    init_seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
+    layer: Text | None = None
+    img_size: Size | None = None
+    snippet_frames: Size | None = None
+    temporal_scale: Size | None = None
+    feat_dim: Size | None = None
+    feature_dir: Text | None = None
+    preprocessing: dict[str, JsonValue] | None = None
+    amp: Text | None = None
+
+
+class RecordFile(OpenSchema):
+    """videos/<video>.json: what the extraction measured of one video (written last: the video is finished)."""
+
+    video: Text
+    numFrame: Annotated[int, Field(ge=1)]  # noqa: N815 (BSN's column names)
+    seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    fps: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    featureFrame: Annotated[int, Field(ge=0)]  # noqa: N815
+    snippets_file: bool = False
+
+
 def read_feature_description(path: Path) -> dict[str, Any]:
-    """Any features.json (a BSN-layout folder's `FeatureSpec`, or per-video snippet features' stride and size)."""
-    spec = read_json(path, "features description")
-    if not isinstance(spec, dict) or spec.get("format") != FEATURES_FORMAT:
-        raise VisionZooError(f"{path}: not a visionzoo features description (format {FEATURES_FORMAT})")
-    return spec
+    """Any features.json, typed: the keys it holds."""
+    return read_json(path, "features description", FeatureDescription).model_dump(exclude_unset=True)
 
 
 def write_feature_description(path: Path, feat_dim: int, snippet_frames: int, **description: object) -> None:
@@ -152,15 +185,19 @@ class FeatureFolder:
             )
         write_json(self.root / FEATURES_JSON, self.spec.to_dict())
 
+    def read_record(self, name: str) -> RecordFile:
+        return read_json(self.records / f"{name}.json", "video record", RecordFile)
+
     def record(self, name: str) -> dict[str, Any] | None:
+        """The video's record, typed; None when it is missing or broken (then the video is extracted again)."""
         try:
-            return json.loads((self.records / f"{name}.json").read_text())
-        except (OSError, ValueError):
+            return self.read_record(name).model_dump()
+        except VisionZooError:
             return None
 
     def finished(self, name: str, need_snippets: bool) -> bool:
         record = self.record(name)
-        return record is not None and (bool(record.get("snippets_file")) or not need_snippets)
+        return record is not None and (record["snippets_file"] or not need_snippets)
 
     def write(self, name: str, source: Path, snippets: np.ndarray, meta: VideoMeta, keep_snippets: bool) -> None:
         """The video's CSV (and snippets), then its record: each atomically, the record last."""
@@ -197,11 +234,9 @@ class FeatureFolder:
             subsets = read_subsets(self.root / VIDEO_INFO)
             rows = []
             for path in sorted(self.records.glob("*.json")) if self.records.is_dir() else ():
-                record = self.record(path.stem)
-                if record is not None:
-                    frames, seconds, fps = record["numFrame"], record["seconds"], record["fps"]
-                    subset = subsets.get(path.stem, UNLABELLED_SUBSET)
-                    rows.append([path.stem, frames, seconds, fps, frames / seconds, subset, record["featureFrame"]])
+                r = self.read_record(path.stem)
+                subset = subsets.get(path.stem, UNLABELLED_SUBSET)
+                rows.append([path.stem, r.numFrame, r.seconds, r.fps, r.numFrame / r.seconds, subset, r.featureFrame])
             write_video_info(self.root / VIDEO_INFO, rows)
         return self.root / VIDEO_INFO
 

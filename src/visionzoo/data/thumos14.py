@@ -23,23 +23,25 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch.utils.data import Dataset
 
-from visionzoo.data.activitynet import read_feature_csv
+from visionzoo.data.activitynet import InfoRow, Name, read_feature_csv
 from visionzoo.data.cache import cache_dir
 from visionzoo.data.feature_folder import FEATURES_JSON, read_feature_description
 from visionzoo.data.sampling import SampleKey
 from visionzoo.errors import VisionZooError
-from visionzoo.files import write_npy, write_text
+from visionzoo.files import Schema, read_text, validate, write_npy, write_text
 
 CLASS_FILE_SUFFIXES = {"validation": "_val.txt", "test": "_test.txt"}
 AMBIGUOUS = "Ambiguous"
@@ -69,47 +71,60 @@ def _class_files(folder: Path, subset: str | None) -> list[tuple[Path, str]]:
     return found
 
 
+class ClassFileLine(Schema):
+    """A line of a THUMOS14 per-class file: `video start end` (seconds)."""
+
+    video: Name
+    start: Annotated[float, Field(allow_inf_nan=False)]
+    end: Annotated[float, Field(allow_inf_nan=False)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ClassFileLine:
+        if self.end < self.start:
+            raise ValueError(f"ends at {self.end:g} before it starts at {self.start:g}")
+        return self
+
+
+class ThumosInfoRow(InfoRow):
+    """A row of a THUMOS14 feature folder's video_info CSV."""
+
+    seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    fps: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
 def load_class_files(folder: str | Path, subset: str | None = None) -> Annotations:
     """Instances per video (sorted by name) from THUMOS14 per-class files: classes in file-name order."""
     rows: dict[str, list[tuple[float, float, str]]] = {}
     for path, label in _class_files(Path(folder), subset):
-        for line_number, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
+        for line_number, line in enumerate(read_text(path, "class file").splitlines(), start=1):
             fields = line.split()
-            try:
-                name, start, end = fields[0], float(fields[1]), float(fields[2])
-            except (IndexError, ValueError):
-                raise VisionZooError(f"{path}: line {line_number} is not 'video start end': {line!r}") from None
-            if len(fields) != 3 or not (math.isfinite(start) and math.isfinite(end)) or end < start:
-                raise VisionZooError(f"{path}: line {line_number} is not 'video start end' with start <= end")
-            rows.setdefault(name, []).append((start, end, label))
+            if not fields:
+                continue
+            if len(fields) != 3:
+                raise VisionZooError(f"{path}: line {line_number}: {len(fields)} fields, expected 'video start end'")
+            found = validate(ClassFileLine, dict(zip(("video", "start", "end"), fields, strict=True)),
+                             f"{path}: line {line_number}", "line")  # fmt: skip
+            rows.setdefault(found.video, []).append((found.start, found.end, label))
     return {
         name: (np.array([r[:2] for r in rows[name]], dtype=np.float64), [r[2] for r in rows[name]])
         for name in sorted(rows)
     }
 
 
-def _labelled(items: object) -> bool:
-    return isinstance(items, list) and all(isinstance(i, dict) and isinstance(i.get("label"), str) for i in items)
-
-
 def _load_database(path: Path) -> Annotations:
     """Instances per video of a database JSON: {"database": {video: {"annotations": [...]}}} or the bare mapping."""
-    from visionzoo.data.activitynet import segment_array
-    from visionzoo.files import read_json
+    from visionzoo.data.activitynet import Database, segment_array
+    from visionzoo.files import read_json, validate
 
     data = read_json(path, "annotation JSON")
-    database = data.get("database", data) if isinstance(data, dict) else None
-    if not isinstance(database, dict):
-        raise VisionZooError(f"{path}: expected {{'database': {{video: {{'annotations': [...]}}}}}}")
+    bare = isinstance(data, dict) and "database" not in data
+    database = validate(Database, {"database": data} if bare else data, str(path), "annotation JSON").database
     found = {}
     for name, entry in database.items():
-        items = entry.get("annotations") if isinstance(entry, dict) else None
-        if not _labelled(items):
-            raise VisionZooError(f"{path}: video {name}: 'annotations' must be a list of {{'segment', 'label'}}")
-        kept = [item for item in items if item["label"] != AMBIGUOUS]
-        found[name] = (segment_array(path, name, kept, with_score=False), [item["label"] for item in kept])
+        if any(item.label is None for item in entry.annotations):
+            raise VisionZooError(f"{path}: database.{name}.annotations: each needs a 'label'")
+        kept = [item for item in entry.annotations if item.label != AMBIGUOUS]
+        found[name] = (segment_array(kept), [item.label for item in kept])
     return found
 
 
@@ -148,20 +163,14 @@ def read_video_info(path: Path) -> list[tuple[str, str, float, float]]:
     """(video, subset, seconds, fps) per row of the info CSV, each checked."""
     if not path.is_file():
         raise VisionZooError(f"{path}: missing video info CSV (columns video, seconds, fps, subset)")
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"video", "seconds", "fps", "subset"} - set(reader.fieldnames or [])
-        if missing:
-            raise VisionZooError(f"{path}: header lacks the column(s) {', '.join(sorted(missing))}")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            try:
-                seconds, fps = float(row["seconds"]), float(row["fps"])
-            except (TypeError, ValueError):
-                raise VisionZooError(f"{path}: line {line}: 'seconds' and 'fps' must be numbers") from None
-            if not (seconds > 0 and fps > 0 and math.isfinite(seconds) and math.isfinite(fps)) or not row["video"]:
-                raise VisionZooError(f"{path}: line {line}: needs a video name and positive seconds and fps")
-            rows.append((row["video"], row["subset"], seconds, fps))
+    reader = csv.DictReader(io.StringIO(read_text(path, "video info CSV"), newline=""))
+    missing = {"video", "seconds", "fps", "subset"} - set(reader.fieldnames or [])
+    if missing:
+        raise VisionZooError(f"{path}: header lacks the column(s) {', '.join(sorted(missing))}")
+    rows = []
+    for line, row in enumerate(reader, start=2):
+        found = validate(ThumosInfoRow, row, f"{path}: line {line}", "row")
+        rows.append((found.video, found.subset, found.seconds, found.fps))
     return rows
 
 

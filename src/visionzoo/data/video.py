@@ -31,6 +31,10 @@ SWS_INTERPOLATION = {"nearest": "POINT", "bilinear": "BILINEAR", "bicubic": "BIC
 Geometry = Callable[[int, int], tuple[int, int, int, int]]
 
 
+MAX_FRAMES_PER_DECODED = 8  # grid frames per decoded one a variable frame rate may need
+MAX_GAP_S = 600.0  # plus this much time without frames (a screen recording of a still screen)
+
+
 def require_av() -> Any:
     try:
         import av
@@ -149,20 +153,24 @@ class SnippetDecoder:
         fps, s = _frame_rate(stream, self.path), self.snippet_frames
         start, previous, previous_time = 0.0, None, 0.0
         ready: np.ndarray | None = None  # held back one snippet: a partial last snippet is not yielded
-        converted = 0
+        converted, decoded = 0, 0
         for frame in container.decode(stream):
             time = float(frame.time) if frame.time is not None else previous_time + 1.0 / fps
             if previous is None:
                 start = time
+            self._check_timeline(time - start, decoded, fps)
             # snippet i's centre frame is the one on screen at start + (i*s + s//2 + 0.5) / fps
+            shown = None  # `previous` converted once, however many snippet centres it covers
             while previous is not None and time > start + (converted * s + s // 2 + 0.5) / fps:
                 if ready is not None:
                     yield ready
-                ready, converted = self._convert(previous, stream), converted + 1
-            previous, previous_time = frame, time
+                shown = self._convert(previous, stream) if shown is None else shown
+                ready, converted = shown, converted + 1
+            previous, previous_time, decoded = frame, time, decoded + 1
         if previous is None:
             raise VisionZooError(f"{self.path}: no video frames (a zero-length video)")
         last = float(previous.duration * previous.time_base) if previous.duration else 1.0 / fps
+        self._check_timeline(previous_time - start + last, decoded, fps)
         frames = max(1, round((previous_time - start + last) * fps))
         snippets = max(1, frames // s)
         tail = None  # snippets whose centre time is past the last frame's start show the last frame
@@ -174,6 +182,16 @@ class SnippetDecoder:
                 yield tail
         width, height = _displayed(previous, stream)
         self.meta = VideoMeta(frames, fps, frames / fps, snippets, width, height, 90 * _rotation(previous))
+
+    def _check_timeline(self, seconds: float, decoded: int, fps: float) -> None:
+        """Refuse timestamps that place the frames decoded so far over far more time than they can fill: the
+        snippets (and the backbone's work) follow the timeline, so a jump of 10^6 s would mean millions of them.
+        A variable frame rate and a still screen of up to `MAX_GAP_S` are within the bound."""
+        if not math.isfinite(seconds) or seconds * fps > MAX_FRAMES_PER_DECODED * decoded + MAX_GAP_S * fps:
+            raise VisionZooError(
+                f"{self.path}: its timestamps jump to {seconds:.6g} s after {decoded} decoded frames "
+                f"(at {fps:g} fps); the video's timing is broken (re-encode it, e.g. ffmpeg -i IN -r {fps:g} OUT)"
+            )
 
     def _convert(self, frame: Any, stream: Any) -> np.ndarray:
         return convert(frame, stream, self.geometry, self.crop, self.interpolation)

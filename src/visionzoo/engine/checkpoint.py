@@ -12,17 +12,36 @@ import io
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import ConfigDict, Field
 
 from visionzoo.errors import VisionZooError
-from visionzoo.files import replace_with_link, write_bytes
+from visionzoo.files import OpenSchema, Schema, replace_with_link, validate, write_bytes
 
 logger = logging.getLogger(__name__)
 
 STATE_NAME, PREVIOUS_STATE_NAME = "last.state.pt", "prev.state.pt"
 STATE_FORMAT = "visionzoo-state-v1"
+
+
+class SavedConfig(OpenSchema):
+    """The recipe a state was trained with, as far as a resume checks it (`run_dir.check_compatible`)."""
+
+    name: str = ""
+    model: Annotated[str, Field(min_length=1)]
+    batch_size: Annotated[int, Field(ge=1)]
+
+
+class StateHeader(Schema):
+    """What a training state must hold besides tensors: a state without them cannot be resumed."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, arbitrary_types_allowed=True)
+    format: Literal["visionzoo-state-v1"]  # STATE_FORMAT
+    config: SavedConfig
+    world_size: Annotated[int, Field(ge=1)]
+    model: dict[str, torch.Tensor]
 
 
 def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -75,6 +94,7 @@ def load_state(path: Path) -> dict[str, Any]:
         raise VisionZooError(f"{path}: cannot resume from it ({type(err).__name__}: {str(err)[:200]})") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise VisionZooError(f"{path}: not a visionzoo training state")
+    validate(StateHeader, state, str(path), "training state")
     return state
 
 

@@ -11,11 +11,21 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field, JsonValue
 from tqdm import tqdm
 
-from visionzoo.files import append_text, write_text
+from visionzoo.files import (
+    OpenSchema,
+    append_text,
+    decode_text,
+    parse_json,
+    read_bytes,
+    read_json,
+    validate,
+    write_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +86,51 @@ class EpochProgress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+# ------------------------------------------------------------------------------------------------- schemas
+# What `report` and model cards read of a run's summary.json and metrics.jsonl; other keys are kept as they are.
+MAX_RUN_FILE_BYTES = 64 << 20  # a metrics.jsonl of 100,000 epochs is ~50 MB
+Count = Annotated[int, Field(ge=0)]
+Number = Annotated[float, Field(allow_inf_nan=True)]  # a run's metrics may be NaN (a diverged loss)
+
+
+class Best(OpenSchema):
+    metric: str | None = None
+    value: Number | None = None
+    epoch: Count | None = None
+
+
+class Summary(OpenSchema):
+    """summary.json, as `engine.trainer` writes it at the end of a run."""
+
+    best: Best = Best()
+    final: dict[str, JsonValue] = {}
+    epochs: Count | None = None
+    samples_per_sec: Number | None = None
+    world_size: Annotated[int, Field(ge=1)] | None = None
+
+
+class EpochRecord(OpenSchema):
+    """One line of metrics.jsonl: an epoch's means and evaluation."""
+
+    epoch: Count
+
+
+def read_summary(path: Path) -> Summary:
+    return read_json(path, "run summary", Summary, MAX_RUN_FILE_BYTES)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl: one epoch record per line, each checked (a torn last line, a number, bytes not UTF-8:
+    one error naming the line)."""
+    text = decode_text(read_bytes(path, "metrics log", MAX_RUN_FILE_BYTES), path, "metrics log")
+    return [
+        validate(
+            EpochRecord, parse_json(line, f"{path}: line {number}", "record"), f"{path}: line {number}", "record"
+        ).model_dump()
+        for number, line in enumerate(text.splitlines(), start=1)
+    ]
 
 
 class MetricsWriter:

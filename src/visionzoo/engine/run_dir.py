@@ -114,6 +114,11 @@ def prepare_run_dir(run_dir: Path) -> None:
 def check_compatible(state: dict[str, Any], recipe: Recipe, world_size: int, model: nn.Module, source: Path) -> None:
     """A saved state can be resumed by this run: same model, same global batch, weights of the same shapes."""
     saved = state["config"]
+    if saved.get("name") and recipe.name and saved["name"] != recipe.name:
+        raise VisionZooError(
+            f"{source}: a run of recipe {saved['name']}, not {recipe.name}; resume it with "
+            f"`train {saved['name']} --resume`, or train {recipe.name} in another --output"
+        )
     if saved["model"] != recipe.model:
         raise VisionZooError(f"{source}: a run of model {saved['model']!r}, not {recipe.model!r}")
     saved_global = saved["batch_size"] * state["world_size"]

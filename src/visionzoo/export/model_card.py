@@ -17,12 +17,13 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch.nn as nn
+from pydantic import Field, JsonValue, StringConstraints
 
 from visionzoo.errors import VisionZooError
-from visionzoo.files import remove_stale_temporaries
+from visionzoo.files import OpenSchema, Schema, read_json, remove_stale_temporaries, validate
 from visionzoo.recipes.base import (
     ClassificationRecipe,
     Interpolation,
@@ -30,13 +31,60 @@ from visionzoo.recipes.base import (
     Recipe,
     VideoClassifierRecipe,
     WindowedProposalRecipe,
-    choices,
 )
 from visionzoo.recipes.overrides import merge_values, read_yaml_mapping
 from visionzoo.tasks.postprocess import SoftNMSSettings
 
 CARD_FORMAT = "visionzoo-model-card-v1"
 ONNX_CARD_KEY = "visionzoo.card"  # metadata_props key of the card JSON in exported ONNX files
+
+
+# ------------------------------------------------------------------------------------------------- schema
+# What a card must hold for a model to be built and fed from it: the keys code reads are typed, others kept.
+Size = Annotated[int, Field(ge=1, le=1 << 20)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class ModelKwargs(OpenSchema):
+    num_classes: Size | None = None
+    feat_dim: Size | None = None
+    temporal_scale: Size | None = None
+    num_sample: Size | None = None
+    num_sample_perbin: Size | None = None
+    prop_boundary_ratio: Annotated[float, Field(gt=0, le=10)] | None = None
+
+
+class Preprocessing(OpenSchema):
+    img_size: Size | None = None
+    feat_dim: Size | None = None
+    temporal_scale: Size | None = None
+    snippet_frames: Size | None = None
+    crop_pct: Annotated[float, Field(gt=0, le=1)] | None = None
+    resize: Literal["whole", "eval_crop"] | None = None
+    interpolation: Interpolation | None = None
+    mean: Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=3, max_length=3)] | None = None
+    std: (
+        Annotated[list[Annotated[float, Field(gt=0, allow_inf_nan=False)]], Field(min_length=3, max_length=3)] | None
+    ) = None
+    window_overlap: Annotated[float, Field(ge=0, lt=1)] | None = None
+
+
+class CardSchema(Schema):
+    """A model card file (`<weights>.json`, or the ONNX file's `visionzoo.card` metadata)."""
+
+    format: Literal["visionzoo-model-card-v1"]  # CARD_FORMAT
+    model: Text
+    task: Literal["classification", "proposals", "windowed_proposals", "video_classification"]
+    model_kwargs: ModelKwargs
+    input_shape: Annotated[list[Size], Field(min_length=1, max_length=4)]
+    preprocessing: Preprocessing
+    postprocessing: dict[str, JsonValue] = {}
+    class_names: (
+        Annotated[list[Annotated[str, StringConstraints(max_length=512)]], Field(max_length=1 << 20)] | None
+    ) = None
+    recipe: Text | None = None
+    metrics: dict[str, JsonValue] | None = None
+    export: dict[str, JsonValue] = {}
 
 
 @dataclass
@@ -59,20 +107,12 @@ class ModelCard:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str) -> ModelCard:
-        if not isinstance(data, dict) or data.get("format") != CARD_FORMAT:
-            raise VisionZooError(f"{source}: not a visionzoo model card (format {CARD_FORMAT})")
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing = {"model", "task", "model_kwargs", "input_shape", "preprocessing"} - set(data)
-        if missing:
-            raise VisionZooError(f"{source}: model card lacks {', '.join(sorted(missing))}")
-        interpolation = data["preprocessing"].get("interpolation") if isinstance(data["preprocessing"], dict) else None
-        if interpolation is not None and interpolation not in choices(Interpolation):
-            raise VisionZooError(
-                f"{source}: preprocessing.interpolation must be one of {', '.join(choices(Interpolation))}, got "
-                f"{interpolation!r}"
-            )
-        return cls(**{k: v for k, v in data.items() if k in names})
+    def from_dict(cls, data: Any, source: str) -> ModelCard:
+        return cls.of(validate(CardSchema, data, source, "model card"))
+
+    @classmethod
+    def of(cls, card: CardSchema) -> ModelCard:
+        return cls(**card.model_dump(exclude_unset=True, exclude={"format"}))
 
     def build_model(self, pretrained: str | Path | None = None, **overrides: Any) -> nn.Module:
         """The registered model in eval mode; `overrides` replace model kwargs (e.g. bm_impl for export)."""
@@ -93,12 +133,7 @@ def card_path(path: str | Path) -> Path:
 
 
 def read_card(path: str | Path) -> ModelCard:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise VisionZooError(f"{path}: unreadable model card ({err})") from None
-    return ModelCard.from_dict(data, str(path))
+    return ModelCard.of(read_json(Path(path), "model card", CardSchema))
 
 
 def card_from_recipe(recipe: Recipe) -> ModelCard:
@@ -207,17 +242,12 @@ def class_names_of_data(data_format: str, data: str) -> list[str] | None:
     return find_classes(root / "train") or None if (root / "train").is_dir() else None
 
 
-def _run_metrics(summary_file: Path) -> dict[str, Any] | None:
-    try:
-        summary = json.loads(summary_file.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    final = summary.get("final") or {}
-    return {
-        "best": summary.get("best"),
-        "final": {k: v for k, v in final.items() if isinstance(v, int | float) and not k.startswith("train_")},
-        "epochs": summary.get("epochs"),
-    }
+def _run_metrics(summary_file: Path) -> dict[str, Any]:
+    from visionzoo.engine.progress import read_summary
+
+    summary = read_summary(summary_file)
+    final = {k: v for k, v in summary.final.items() if isinstance(v, int | float) and not k.startswith("train_")}
+    return {"best": summary.best.model_dump(), "final": final, "epochs": summary.epochs}
 
 
 def _num_classes_in(checkpoint: Path, card: ModelCard) -> int | None:

@@ -28,7 +28,7 @@ from visionzoo.data.transforms import normalize
 from visionzoo.errors import VisionZooError
 from visionzoo.export.model_card import ONNX_CARD_KEY, ModelCard
 from visionzoo.export.runtime import INPUT_NAME, onnx_batch_dim, onnx_session, require
-from visionzoo.files import write_bytes
+from visionzoo.files import parse_json, write_bytes
 
 DEFAULT_OPSET = 17
 RELATIVE_TOLERANCE = 1e-4  # fp32
@@ -133,7 +133,7 @@ def read_onnx_card(path: str | Path) -> ModelCard:
     props = {p.key: p.value for p in proto.metadata_props}
     if ONNX_CARD_KEY not in props:
         raise VisionZooError(f"{path}: no visionzoo model card in its metadata (export it with visionzoo export)")
-    return ModelCard.from_dict(json.loads(props[ONNX_CARD_KEY]), str(path))
+    return ModelCard.from_dict(parse_json(props[ONNX_CARD_KEY], str(path), "model card"), str(path))
 
 
 def compare(reference: list[np.ndarray], candidate: list[np.ndarray]) -> tuple[float, float]:

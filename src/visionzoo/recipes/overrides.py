@@ -23,7 +23,7 @@ import yaml
 
 from visionzoo.data.builtin import BUILTIN, resolve_data
 from visionzoo.errors import VisionZooError
-from visionzoo.files import is_regular_file
+from visionzoo.files import is_regular_file, read_yaml
 from visionzoo.models import list_models
 from visionzoo.recipes.base import Recipe, VideoClassifierRecipe
 
@@ -63,7 +63,7 @@ LIMITS: dict[str, Limit | Callable[[type[Recipe]], Limit]] = {
     "decay_rate": Limit(low=0, open_low=True),
     "clip_grad": Limit(low=0, open_low=True),
     "ema_decay": Limit(low=0, high=1, open_high=True),
-    "workers": Limit(low=0),
+    "workers": Limit(low=0, high=256),  # loader processes: more would only exhaust the machine
     "seed": Limit(low=0, high=2**32 - 1),  # numpy's seeds are non-negative
     "eval_every": Limit(low=1),
     "save_every_steps": Limit(low=0),
@@ -134,7 +134,10 @@ def _key_values(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
     key, value = text.split("=", 1)
-    return key, yaml.safe_load(value)
+    try:
+        return key, yaml.safe_load(value)
+    except (yaml.YAMLError, RecursionError, ValueError) as err:
+        raise argparse.ArgumentTypeError(f"{key}: not a YAML value ({' '.join(str(err).split())[:120]})") from None
 
 
 def settable_fields(recipe_type: type[Recipe]) -> dict[str, Any]:
@@ -194,10 +197,7 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     """A YAML file holding a mapping, or one error line naming it."""
     if not path.is_file():
         raise VisionZooError(f"{what} {path}: no such file")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise VisionZooError(f"{what} {path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    values = read_yaml(path, what) or {}
     if not isinstance(values, dict):
         raise VisionZooError(f"{what} {path}: expected a mapping of recipe fields")
     return values

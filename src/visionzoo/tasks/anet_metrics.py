@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from visionzoo.data.activitynet import segment_array
+from visionzoo.data.activitynet import Database, segment_array, segment_faults
 from visionzoo.errors import VisionZooError
 from visionzoo.files import read_json, save_figure
 from visionzoo.tasks.postprocess import load_proposals, video_id
@@ -65,20 +65,27 @@ def load_ground_truth(path: str | Path, subset: str = "validation") -> GroundTru
             if video.subset == subset:
                 truth.add(video_id(video.name), video.segments, list(video.labels), video.duration_second)
         return truth
-    data = read_json(path, "ground truth")
-    if not isinstance(data, dict) or not all(key in data for key in ("database", "taxonomy", "version")):
+    if not path.is_file():
         raise VisionZooError(
-            f"{path}: not an ActivityNet ground truth (needs 'database', 'taxonomy', 'version'), "
-            "nor a directory with video_info_new.csv and anet_anno_action.json"
+            f"{path}: not an ActivityNet ground truth JSON, nor a directory with video_info_new.csv and "
+            "anet_anno_action.json"
         )
-    for name, entry in data["database"].items():
-        if not isinstance(entry, dict):
-            raise VisionZooError(f"{path}: database entry {name!r} is not an object")
-        if entry.get("subset") == subset:
-            segments = segment_array(path, name, entry.get("annotations"), with_score=False)
-            labels = [item.get("label") for item in entry["annotations"]]
-            labels = [label if isinstance(label, str) else None for label in labels]
-            truth.add(name, segments, labels, float(entry.get("duration", math.nan)))
+    database = read_json(path, "ground truth", Database).database
+    reversed_count = 0
+    for name, entry in database.items():
+        if entry.subset == subset:
+            segments = segment_array(entry.annotations)
+            reversed_, infinite = segment_faults(segments)
+            if infinite:
+                k = int(np.flatnonzero(~np.isfinite(segments).all(axis=1))[0])
+                raise VisionZooError(f"{path}: database.{name}.annotations[{k}].segment: must be finite, "
+                                     f"got {segments[k].tolist()}")  # fmt: skip
+            reversed_count += reversed_
+            labels = [item.label for item in entry.annotations]
+            truth.add(name, segments, labels, math.nan if entry.duration is None else entry.duration)
+    if reversed_count:
+        logger.warning("%s: %d ground-truth segments end before they start; kept, as the ActivityNet toolkit "
+                       "reads them", path, reversed_count)  # fmt: skip
     return truth
 
 

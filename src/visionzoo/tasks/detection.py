@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from visionzoo.errors import VisionZooError
-from visionzoo.tasks.postprocess import read_results, video_id, write_results
+from visionzoo.tasks.postprocess import VideoClass, read_results, validate_results, video_id, write_results
 
 logger = logging.getLogger(__name__)
 
@@ -30,22 +30,20 @@ Classes = dict[str, list[tuple[str, float]]]  # video id -> (label, score), best
 
 def classes_of(results: Mapping[str, Any], source: str) -> Classes:
     """Each video's (label, score) entries of a classification `results` object, best first (stable)."""
-    found: Classes = {}
-    for name, items in results.items():
-        entries = []
-        for k, item in enumerate(items if isinstance(items, list) else [None]):
-            label, score = (item.get("label"), item.get("score")) if isinstance(item, dict) else (None, None)
-            number = isinstance(score, int | float) and not isinstance(score, bool) and math.isfinite(score)
-            if not (isinstance(label, str) and number):
-                raise VisionZooError(f'{source}: video {name}: entry {k} must be {{"label": str, "score": x}}')
-            entries.append((label, float(score)))
-        found[video_id(name)] = sorted(entries, key=lambda entry: -entry[1])
-    return found
+    found = validate_results(results, source, "classification", VideoClass)
+    return _ranked(found)
+
+
+def _ranked(found: Mapping[str, list[VideoClass]]) -> Classes:
+    return {
+        video_id(name): sorted(((c.label, c.score) for c in items), key=lambda entry: -entry[1])
+        for name, items in found.items()
+    }
 
 
 def load_classes(path: str | Path) -> Classes:
     """The video-level classes of an ActivityNet classification JSON."""
-    return classes_of(read_results(Path(path), "classification"), str(path))
+    return _ranked(read_results(Path(path), "classification", VideoClass))
 
 
 def check_fusion(top_k: int, fusion: str, max_per_video: int) -> None:

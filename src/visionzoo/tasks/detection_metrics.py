@@ -24,15 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from visionzoo.data.activitynet import segment_array
 from visionzoo.errors import VisionZooError
 from visionzoo.tasks.anet_metrics import GroundTruth, load_ground_truth
-from visionzoo.tasks.postprocess import read_results, video_id
+from visionzoo.tasks.postprocess import Detection, read_results, scored_segments, validate_results, video_id
 
 logger = logging.getLogger(__name__)
 
 ACTIVITYNET_TIOU = "0.5:0.95:10"
 THUMOS_TIOU = "0.3:0.7:5"
+MAX_TIOU_THRESHOLDS = 1000  # matching loops over thresholds; the toolkits use 5 or 10
 
 
 def parse_tiou(text: str) -> np.ndarray:
@@ -42,8 +42,8 @@ def parse_tiou(text: str) -> np.ndarray:
         low, high, count = float(low), float(high), int(count)
     except ValueError:
         raise VisionZooError(f"--tiou {text}: expected LO:HI:N, e.g. {ACTIVITYNET_TIOU} or {THUMOS_TIOU}") from None
-    if not (0.0 < low <= high <= 1.0 and count >= 1):
-        raise VisionZooError(f"--tiou {text}: needs 0 < LO <= HI <= 1 and N >= 1")
+    if not (0.0 < low <= high <= 1.0 and 1 <= count <= MAX_TIOU_THRESHOLDS):
+        raise VisionZooError(f"--tiou {text}: needs 0 < LO <= HI <= 1 and 1 <= N <= {MAX_TIOU_THRESHOLDS}")
     return np.linspace(low, high, count)
 
 
@@ -69,25 +69,21 @@ class Detections:
 
 def detection_table(results: Mapping[str, Any], source: str) -> Detections:
     """The detections of an ActivityNet `results` object ({video: [{"label", "score", "segment"}]}), checked."""
-    videos, rows, labels = [], [], []
-    for name, items in results.items():
-        found = segment_array(Path(source), name, items, with_score=True)
-        for k, item in enumerate(items):
-            if not isinstance(item.get("label"), str):
-                raise VisionZooError(f"{source}: video {name}: entry {k} has no string 'label', got {item!r}")
-            labels.append(item["label"])
-        videos += [video_id(name)] * len(found)
-        rows.append(found)
-    table = np.concatenate(rows) if rows else np.zeros((0, 3))
-    if not np.isfinite(table).all():
-        row = int(np.flatnonzero(~np.isfinite(table).all(axis=1))[0])
-        raise VisionZooError(f"{source}: video {videos[row]}: a segment or score is not finite ({table[row].tolist()})")
+    found = validate_results(results, source, "detections", Detection)
+    return _table(found, scored_segments(source, found))
+
+
+def _table(found: Mapping[str, list[Detection]], arrays: Mapping[str, np.ndarray]) -> Detections:
+    videos = [video_id(name) for name, items in found.items() for _ in items]
+    labels = [item.label for items in found.values() for item in items]
+    table = np.concatenate(list(arrays.values())) if arrays else np.zeros((0, 3))
     return Detections(videos, table[:, :2], table[:, 2], labels)
 
 
 def load_detections(path: str | Path) -> Detections:
     """An ActivityNet detection file (`results` per video; `version` and `external_data` are not required)."""
-    return detection_table(read_results(Path(path), "detections"), str(path))
+    found = read_results(Path(path), "detections", Detection)
+    return _table(found, scored_segments(str(path), found))
 
 
 # ---------------------------------------------------------------------------------------------- matching

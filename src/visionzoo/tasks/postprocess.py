@@ -13,18 +13,22 @@ instead of looped:
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Generic, TypeVar
 
 import numpy as np
 import torch
+from pydantic import Field, StringConstraints
 
-from visionzoo.data.activitynet import segment_array
+from visionzoo.data.activitynet import MAX_ITEMS, MAX_NAME, Name, Segment, segment_faults
 from visionzoo.errors import VisionZooError
-from visionzoo.files import read_json
+from visionzoo.files import Schema, read_json, validate
+
+logger = logging.getLogger(__name__)
 
 FACTOR_ROWS_PER_CHUNK = 512  # rows of the Soft-NMS decay table built at once (bounds the temporaries)
 
@@ -272,16 +276,67 @@ def sliding_window_proposals(
     ]
 
 
-def read_results(path: Path, what: str) -> dict[str, Any]:
-    """The `results` object of an ActivityNet result file (proposals, detections, classification)."""
-    data = read_json(path, f"{what} file")
-    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
-        raise VisionZooError(f"{path}: not an ActivityNet {what} file (needs 'results': {{video: [...]}})")
-    return data["results"]
+# ------------------------------------------------------------------------------------------- result files
+# One schema for the three ActivityNet result files (proposals, detections, video classes): `results` maps a
+# video to its entries; `version` and `external_data` are written but not required.
+
+Label = Annotated[str, StringConstraints(max_length=MAX_NAME)]
+
+
+class Proposal(Schema):
+    segment: Segment
+    score: float
+
+
+class Detection(Proposal):
+    label: Label
+
+
+class VideoClass(Schema):
+    label: Label
+    score: Annotated[float, Field(allow_inf_nan=False)]
+
+
+Item = TypeVar("Item", Proposal, Detection, VideoClass)
+
+
+class ResultFile(Schema, Generic[Item]):
+    results: Annotated[dict[Name, Annotated[list[Item], Field(max_length=MAX_ITEMS)]], Field(max_length=MAX_ITEMS)]
+
+
+def read_results(path: Path, what: str, item: type[Item]) -> dict[str, list[Item]]:
+    """The `results` of an ActivityNet result file, each entry validated as `item`."""
+    return read_json(path, f"{what} file", ResultFile[item]).results
+
+
+def validate_results(results: Mapping[str, Any], source: str, what: str, item: type[Item]) -> dict[str, list[Item]]:
+    """`results` made in memory (or read), as `read_results` returns them."""
+    return validate(ResultFile[item], {"results": results}, source, what).results
+
+
+def scored_segments(source: str, results: Mapping[str, list[Proposal]]) -> dict[str, np.ndarray]:
+    """[n, 3] (start, end, score) per video, in file order. A non-finite number has no meaning in the toolkit
+    (its tIoU and ranking turn it into NaN) and is refused; reversed segments are kept, as the toolkit scores
+    them (a tIoU of 0), with one warning giving their count."""
+    arrays = {
+        name: np.asarray([[*p.segment, p.score] for p in items], dtype=np.float64).reshape(-1, 3)
+        for name, items in results.items()
+    }
+    reversed_count = 0
+    for name, array in arrays.items():
+        reversed_, infinite = segment_faults(array)
+        if infinite:
+            k = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
+            raise VisionZooError(
+                f"{source}: results.{name}[{k}]: segment and score must be finite numbers, got {array[k].tolist()}"
+            )
+        reversed_count += reversed_
+    if reversed_count:
+        logger.warning("%s: %d segments end before they start; kept, as the ActivityNet toolkit scores them (tIoU 0)",
+                       source, reversed_count)  # fmt: skip
+    return arrays
 
 
 def load_proposals(path: str | Path) -> dict[str, np.ndarray]:
     """[n, 3] (start, end, score) per video of an ActivityNet proposals JSON, in file order."""
-    path = Path(path)
-    results = read_results(path, "proposals")
-    return {name: segment_array(path, name, items, with_score=True) for name, items in results.items()}
+    return scored_segments(str(path), read_results(Path(path), "proposals", Proposal))
