@@ -21,7 +21,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from visionzoo.data.builtin import resolve_data
-from visionzoo.data.feature_folder import read_features_json
+from visionzoo.data.feature_folder import FEATURES_JSON, read_feature_description, read_features_json
 from visionzoo.errors import VisionZooError
 from visionzoo.models import create_model
 from visionzoo.recipes.base import VideoClassifierRecipe
@@ -78,8 +78,12 @@ class VideoClassificationTask:
 
     @cached_property
     def features(self) -> dict[str, Any] | None:
-        """The data folder's features.json (None without one: features made elsewhere)."""
-        return read_features_json(self.root)
+        """The data folder's features.json (None without one: features made elsewhere): a feature folder's
+        whole description for ActivityNet-layout data, the size and stride of per-video snippet features else."""
+        if self.recipe.data_format == "activitynet":
+            return read_features_json(self.root)
+        path = self.root / FEATURES_JSON
+        return read_feature_description(path) if path.is_file() else None
 
     @cached_property
     def shape(self) -> VideoClassifierRecipe:
