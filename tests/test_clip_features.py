@@ -237,4 +237,5 @@ def test_models_listing_marks_feature_backbones(capsys: pytest.CaptureFixture[st
     assert "centre frame" in lines["resnet50"]
     assert "rgb clips of 16 frames every 16, 15 fps, 112 px" in lines["r2plus1d_34"]
     assert "flow clips of 16 frames every 4, the video's fps, 224 px" in lines["i3d_flow"]
-    assert "feature backbone" not in lines["bmn"]
+    assert "feature backbone" not in lines["bmn"] and "temporal action localizer" in lines["bmn"]
+    assert lines["resnet50"].split()[1:3] == ["image", "classifier"] and "video classifier" in lines["video_mlp"]

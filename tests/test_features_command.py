@@ -144,6 +144,11 @@ def test_unreadable_videos_are_named_counted_and_skipped(tmp_path: Path, videos:
     assert sorted(info_rows(out)) == sorted(Path(name).stem for name in LENGTHS)
     assert not any(p.name.startswith(".") for p in out.rglob("*"))
 
+    nothing = tmp_path / "nothing"  # only unreadable inputs: a run that extracted nothing is an error
+    bad_only = [str(videos / name) for name in bad]
+    line = error_line(capsys, "features", *bad_only, *OPTIONS, "--output", str(nothing))
+    assert "none of the 3 videos could be read" in line and "nothing was extracted" in line
+
     strict = tmp_path / "strict"
     line = error_line(capsys, "features", str(videos / "notes.mp4"), *OPTIONS, "--output", str(strict), "--strict")
     assert line.startswith("visionzoo: error: ") and "notes.mp4: not a video FFmpeg can read" in line

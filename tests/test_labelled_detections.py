@@ -22,7 +22,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 from visionzoo.data.builtin.video_demo import CLASSES, make_video_demo  # noqa: E402
 
 T = 16
-EXTRACT = ["--backbone", "tiny_test_net", "--img-size", "32", "--snippet-frames", "4", "--amp", "off"]
+# One backbone of each family, random weights at small sizes: an image classifier on the snippets' centre frames,
+# and a clip network on 16-frame clips at its published protocol (15 fps, stride 16), 32 px crops.
+BACKBONES = {
+    "image": (["--backbone", "tiny_test_net", "--img-size", "32", "--snippet-frames", "4"], 16),
+    "clips": (["--backbone", "r2plus1d_18", "--img-size", "32"], 512),
+}
 SRT_TIME = r"(\d\d):(\d\d):(\d\d),(\d{3})"
 
 
@@ -30,16 +35,17 @@ def cli(*argv: object) -> int:
     return main([str(a) for a in argv])
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+@pytest.fixture(scope="module", params=["image"])
+def trained(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> dict:
     """32 generated videos (8 held out), their features, a BMN and a video classifier trained on them with the
     defaults but the sizes (the classifier reads its input size from features.json: no --feat-dim)."""
-    root = tmp_path_factory.mktemp("labels")
+    extract, feat_dim = BACKBONES[request.param]
+    root = tmp_path_factory.mktemp(f"labels-{request.param}")
     demo = make_video_demo(root / "demo", videos=32, seconds=(4.0, 12.0), size=(64, 48))
     features, bmn, classifier = root / "features", root / "bmn", root / "classifier"
-    assert cli("features", demo / "videos", *EXTRACT, "--temporal-scale", T, "--output", features) == 0
+    assert cli("features", demo / "videos", *extract, "--amp", "off", "--temporal-scale", T, "--output", features) == 0
     assert cli("data", "anet-annotations", demo / "annotations.csv", "--features", features) == 0
-    assert cli("train", "bmn_own", "--data", features, "--feat-dim", 16, "--temporal-scale", T, "--feature-dir",
+    assert cli("train", "bmn_own", "--data", features, "--feat-dim", feat_dim, "--temporal-scale", T, "--feature-dir",
                f"csv_mean_{T}", "--epochs", 20, "--decay-milestones", 18, "-b", 4, "--workers", 0,
                "--output", bmn) == 0  # fmt: skip
     assert cli("train", "anet_video_classifier", "--data", features, "--workers", 0, "--output", classifier) == 0
@@ -47,7 +53,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
         rows = list(csv.DictReader(handle))
     held_out = [row["video"] for row in rows if row["subset"] == "validation"]
     seconds = {row["video"]: float(row["seconds"]) for row in rows}
-    return {"root": root, "demo": demo, "features": features, "bmn": bmn / "best.safetensors",
+    return {"root": root, "demo": demo, "features": features, "bmn": bmn / "best.safetensors", "feat_dim": feat_dim,
+            "backbone": extract[1],
             "classifier": classifier / "best.safetensors", "held_out": held_out, "seconds": seconds}  # fmt: skip
 
 
@@ -71,14 +78,15 @@ def srt_cues(path: Path) -> list[tuple[float, float, str]]:
     return cues
 
 
+@pytest.mark.parametrize("trained", ["image", "clips"], indirect=True)
 def test_labelled_detections_beat_sliding_windows_and_the_folder_keeps_earlier_videos(
     trained: dict, capsys: pytest.CaptureFixture[str]
 ) -> None:
     held_out, out, gt = trained["held_out"], trained["root"] / "predicted", trained["demo"] / "annotations.csv"
     assert len(held_out) == 8
     config = yaml.safe_load((trained["classifier"].parent / "config.yaml").read_text())
-    assert (config["feat_dim"], config["temporal_scale"]) == (16, T)  # from features.json, not the recipe's
-    assert config["class_names"] == sorted(CLASSES) and config["features"]["backbone"] == "tiny_test_net"
+    assert (config["feat_dim"], config["temporal_scale"]) == (trained["feat_dim"], T)  # from features.json
+    assert config["class_names"] == sorted(CLASSES) and config["features"]["backbone"] == trained["backbone"]
     first, second = held_out[:5], held_out[3:]
     base = ["predict", "bmn_own", "--checkpoint", trained["bmn"], "--classes", trained["classifier"], "--output", out,
             "--ground-truth", gt]  # fmt: skip

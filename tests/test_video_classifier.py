@@ -164,7 +164,7 @@ def test_eval_with_classes_auto_trains_once_and_reports_detection_map(
 
     capsys.readouterr()
     for options, message in (
-        (["--classes", str(tmp_path / "none.json")], "none.json: cannot read the classification file"),
+        (["--classes", str(tmp_path / "none.json")], "none.json: no such classification file"),
         (["--classes", first["detections_file"], "--fusion", "mean"], "--fusion: expected one of product, sqrt"),
     ):
         assert main([*argv, *options, "--output", str(tmp_path / "c")]) == 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,17 +93,22 @@ def run(args: argparse.Namespace) -> int:
         f"{len(report.already_done)} already done, {len(report.failed)} skipped (unreadable)"
         + (f": {', '.join(report.failed)}" if report.failed else "")
     )
+    if report.failed and not report.extracted and not report.already_done:
+        raise VisionZooError(
+            f"features: none of the {len(report.failed)} videos could be read (the warnings above say why); "
+            "nothing was extracted"
+        )
     if spec.layout == "snippets":
         print(f"{spec.feat_dim}-d {spec.backbone} features, one per {spec.snippet_frames} frames -> {folder.root}")
         logger.info("next: put annotations and video_info_new.csv's subsets beside them, then visionzoo train "
-                    "bmn_thumos14 --data %s --feat-dim %d", folder.root, spec.feat_dim)  # fmt: skip
+                    "bmn_thumos14 --data %s --feat-dim %d", shlex.quote(str(folder.root)), spec.feat_dim)  # fmt: skip
         return 0
     print(f"{spec.feat_dim}-d {spec.backbone} features, T={spec.temporal_scale} -> {folder.root}")
     T = spec.temporal_scale
     scale = "" if T == 100 else f" --temporal-scale {T} --feature-dir {folder.csv_dir.name}"
     logger.info(
         "next: visionzoo data anet-annotations ANNOTATIONS.csv --features %s, then visionzoo train bmn_own --data %s "
-        "--feat-dim %d%s", folder.root, folder.root, spec.feat_dim, scale,
+        "--feat-dim %d%s", shlex.quote(str(folder.root)), shlex.quote(str(folder.root)), spec.feat_dim, scale,
     )  # fmt: skip
     return 0
 

@@ -46,11 +46,20 @@ def run_models(args: argparse.Namespace) -> int:
     names = list_models(args.pattern)
     width = max((len(name) for name in names), default=0)
     for name in names:
-        print(f"{name:<{width}}  {backbone_use(model_cfg(name), name)}".rstrip())
+        cfg = model_cfg(name)
+        print(f"{name:<{width}}  {PURPOSE.get(cfg.task, cfg.task)} {backbone_use(cfg, name)}".rstrip())
     if names:
         print("feature backbones also: i3d (two-stream: i3d_rgb 1024 then i3d_flow 1024; --pretrained RGB "
               "--pretrained-flow FLOW), videomae:DIR (a transformers folder)")  # fmt: skip
     return 0
+
+
+PURPOSE = {
+    "classification": "image classifier",
+    "video_features": "video clip network",
+    "proposals": "temporal action localizer (proposals of snippet features)",
+    "video_classification": "video classifier (classes of snippet features, for labelled detections)",
+}
 
 
 def backbone_use(cfg: ModelCfg, name: str) -> str:

@@ -146,7 +146,9 @@ def _weights(spec: dict[str, Any]) -> str:
 
 
 def kind_differences(found: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """'setting found vs wanted' for each setting in which two feature descriptions differ (weights: by hash)."""
+    """'setting found vs wanted' for each setting in which two feature descriptions differ (weights: by hash).
+    Both are compared as JSON holds them (a description made in memory has tuples where a file has lists)."""
+    found, wanted = json.loads(json.dumps(found)), json.loads(json.dumps(wanted))
     differences = [
         f"{key} {found.get(key)} vs {wanted.get(key)}"
         for key in KIND_KEYS + CLIP_KIND_KEYS

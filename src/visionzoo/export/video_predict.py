@@ -19,12 +19,13 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
+from pydantic import Field, RootModel
 
 from visionzoo.errors import VisionZooError
-from visionzoo.files import save_figure
+from visionzoo.files import OpenSchema, save_figure
 
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: heavy imports wait until used
     from visionzoo.data.feature_folder import FeatureFolder
@@ -191,10 +192,26 @@ def predict_videos(
     ]
 
 
-def _earlier(path: Path, what: str) -> dict[str, Any]:
-    from visionzoo.tasks.postprocess import read_results
+def _earlier(path: Path, what: str) -> dict[str, list[dict[str, Any]]]:
+    """The results an earlier run left in the folder, validated, as the dicts this run writes."""
+    from visionzoo.tasks.postprocess import Detection, Proposal, read_results
 
-    return dict(read_results(path, what)) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    found = read_results(path, what, Detection if what == "detections" else Proposal)
+    return {video: [item.model_dump() for item in items] for video, items in found.items()}
+
+
+class _KnownVideo(OpenSchema):
+    """videos.json: what the viewer needs of each video an earlier run predicted."""
+
+    name: str
+    path: str
+    seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class _KnownVideos(RootModel[dict[str, _KnownVideo]]):
+    pass
 
 
 def write_results_folder(
@@ -208,7 +225,10 @@ def write_results_folder(
 
     truth = _ground_truth(ground_truth, [r.name for r in results])
     proposals, detections = _earlier(output / PROPOSALS, "proposals"), _earlier(output / DETECTIONS, "detections")
-    known = read_json(output / VIDEOS, "videos file") if (output / VIDEOS).is_file() else {}
+    known: dict[str, Any] = {}
+    if (output / VIDEOS).is_file():
+        found = read_json(output / VIDEOS, "videos file", _KnownVideos).root
+        known = {key: entry.model_dump() for key, entry in found.items()}
     again = sorted(r.name for r in results if video_id(r.name) in proposals)
     kept = len(set(proposals) - {video_id(r.name) for r in results})
     for r in results:
@@ -267,7 +287,7 @@ def _ground_truth(path: Path | None, names: list[str]) -> dict[str, list[dict[st
     from visionzoo.data.own_annotations import match_video, raise_row_errors, read_actions
 
     actions, errors = read_actions(path)
-    raise_row_errors(errors)
+    raise_row_errors(path, errors)
     segments: dict[str, list[dict[str, Any]]] = {}
     for action in actions:
         name = match_video(action.video, set(names))
