@@ -71,12 +71,13 @@ def bench_inference(
             run = load_runtime(card, source, runtime, dtype, threads)
             latency = latency_stats(time_runtime(run, single.numpy(), steps, warmup), 1)
             throughput = latency_stats(time_runtime(run, many.numpy(), max(2, steps // 3), 1), batch_size)
-            peak = peak_flops(dtype, torch.device("cpu"))["peak"]
+            ran = run.describe().split()[-1]  # what the runtime ran (auto may pick fp32 onnxruntime under bf16 amp)
+            peak = peak_flops(_DTYPES.get(ran, torch.float32), torch.device("cpu"))["peak"]
             rows.append(
                 {
                     "model": card.model,
                     "runtime": run.name if runtime != "auto" else f"auto: {run.name}",
-                    "dtype": run.describe().split()[-1],
+                    "dtype": ran,
                     "input": "x".join(str(d) for d in card.input_shape),
                     "ms_per_item_b1_median": latency["ms_per_item_median"],
                     "ms_per_item_b1_p90": latency["ms_per_item_p90"],
