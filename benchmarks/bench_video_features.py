@@ -145,16 +145,19 @@ def backbones(tmp: Path, quick: bool) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny run that checks the script, not a measurement")
+    parser.add_argument("--only", nargs="+", help="measure these backbones only (resnet50, i3d_rgb, i3d, r2plus1d_34)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the generated video")
     args = parser.parse_args()
     from visionzoo.engine.hardware import machine
 
-    width, height, seconds = (160, 96, 2.0) if args.quick else (1280, 720, 20.0)
+    width, height, seconds = (160, 96, 2.0) if args.quick else (1280, 720, args.seconds)
     img_size = 32 if args.quick else None  # None: each backbone's own (its published protocol)
     size = "32 px crops (--quick)" if args.quick else "each backbone's published protocol"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         video = make_video(Path(tmp) / "clip.mp4", width, height, seconds)
-        for backbone in backbones(Path(tmp), args.quick):
+        chosen = [b for b in backbones(Path(tmp), args.quick) if not args.only or b in args.only]
+        for backbone in chosen:
             for amp in ("off", "auto"):
                 rows.append(measure(video, backbone, amp, img_size, Path(tmp)))
                 print(rows[-1], flush=True)
