@@ -132,3 +132,24 @@ if not is_model("tiny_test_net"):
     @register_model(ModelCfg(classifier="fc"))
     def tiny_test_net(**kwargs) -> TinyNet:
         return TinyNet(**kwargs)
+
+
+def randomise(model: nn.Module, seed: int) -> nn.Module:
+    """Fresh BNs are the identity in eval mode, and the references set biases and some BN weights to constants
+    (BAM zeroes every bias, timm zeroes each DarkBlock's last BN weight): random values make any term that a
+    model of ours dropped, misplaced or misloaded visible in the outputs. The model in eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def fill(tensor: torch.Tensor, low: float, high: float) -> None:
+        tensor.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                fill(module.running_mean, -0.2, 0.2)
+                fill(module.running_var, 0.5, 2.0)
+                fill(module.weight, 0.5, 1.5)
+                fill(module.bias, -0.2, 0.2)
+            elif isinstance(module, nn.Conv2d | nn.Conv3d | nn.Linear) and module.bias is not None:
+                fill(module.bias, -0.1, 0.1)
+    return model.eval()

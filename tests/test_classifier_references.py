@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn as nn
+from conftest import randomise
 from numerics import FP32, assert_close
 
 from benchmarks.cspdarknet_reference import cspdarknet53 as reference_cspdarknet53
@@ -42,26 +43,6 @@ def _fresh_pair(name: str) -> tuple[nn.Module, nn.Module]:
         torch.manual_seed(1)
         _built[name] = reference, create_model(name)
     return _built[name]
-
-
-def _randomise(model: nn.Module, seed: int) -> None:
-    """Fresh BNs are the identity in eval mode, and the references set biases and some BN weights to constants
-    (BAM zeroes every bias, timm zeroes each DarkBlock's last BN weight): random values make any term that ours
-    dropped, misplaced or misloaded visible in the outputs."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def fill(tensor: torch.Tensor, low: float, high: float) -> None:
-        tensor.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
-
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                fill(module.running_mean, -0.2, 0.2)
-                fill(module.running_var, 0.5, 2.0)
-                fill(module.weight, 0.5, 1.5)
-                fill(module.bias, -0.2, 0.2)
-            elif isinstance(module, nn.Conv2d | nn.Linear) and module.bias is not None:
-                fill(module.bias, -0.1, 0.1)
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCES))
@@ -106,7 +87,7 @@ def test_init_equals_reference_init(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(REFERENCES))
 def test_outputs_equal_reference_with_its_weights(name: str) -> None:
     reference, ours = (copy.deepcopy(m) for m in _fresh_pair(name))
-    _randomise(reference, seed=2)
+    randomise(reference, seed=2)
     ours.load_state_dict(reference.state_dict(), strict=True)
     reference.eval()
     ours.eval()

@@ -278,15 +278,16 @@ def test_demo_replaces_links_at_its_outputs(tmp_path: Path) -> None:
     assert (out / "demo.csv").read_text().startswith("xmin,xmax")
 
 
+@pytest.mark.parametrize("backbone", ["tiny_test_net", "r2plus1d_18"])  # centre frames, and clips
 def test_features_of_a_video_whose_timestamps_jump_is_refused_not_decoded_for_ever(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], backbone: str
 ) -> None:
     pytest.importorskip("av")
     from visionzoo.data.video import write_video
 
     video = write_video(tmp_path / "jump.mkv", [np.full((32, 32, 3), 80 * i, np.uint8) for i in range(3)], 25.0,
                         times=[0, 1e6, 2e6])  # fmt: skip
-    options = ["--backbone", "tiny_test_net", "--img-size", "32", "--snippet-frames", "8", "--temporal-scale", "8",
+    options = ["--backbone", backbone, "--img-size", "32", "--snippet-frames", "8", "--temporal-scale", "8",
                "--amp", "off", "--output", tmp_path / "features", "--strict"]  # fmt: skip
     line = error_line(capsys, "features", video, *options)
     assert f"{video}: its timestamps jump to 1e+06 s after 1 decoded frames (at 25 fps)" in line

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+from conftest import randomise
 from numerics import FP32, assert_close
 
 from benchmarks import i3d_reference, r2plus1d_reference
@@ -22,26 +23,6 @@ from visionzoo.errors import VisionZooError
 from visionzoo.models import create_model, model_cfg
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _randomise(model: nn.Module, seed: int) -> nn.Module:
-    """Fresh BNs are the identity in eval mode and biases start at zero: random values make a dropped,
-    misplaced or misloaded term visible in the outputs."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def fill(tensor: torch.Tensor, low: float, high: float) -> None:
-        tensor.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
-
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                fill(module.running_mean, -0.2, 0.2)
-                fill(module.running_var, 0.5, 2.0)
-                fill(module.weight, 0.5, 1.5)
-                fill(module.bias, -0.2, 0.2)
-            elif isinstance(module, nn.Conv3d | nn.Linear) and module.bias is not None:
-                fill(module.bias, -0.1, 0.1)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +33,7 @@ def i3d_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path,
     files = {}
     for seed, (stream, chans) in enumerate((("rgb", 3), ("flow", 2))):
         torch.manual_seed(seed)
-        reference = _randomise(i3d_reference.InceptionI3d(in_channels=chans), seed)
+        reference = randomise(i3d_reference.InceptionI3d(in_channels=chans), seed)
         state = reference.state_dict()
         if stream == "rgb":
             state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
@@ -66,7 +47,7 @@ def i3d_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path,
 def tsp_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, nn.Module]:
     """TSP's training checkpoint: {"model": {"features." + backbone key, "fc1.*", "fc2.*"}, optimizer, args}."""
     torch.manual_seed(2)
-    reference = _randomise(r2plus1d_reference.TSPModel(r2plus1d_reference.tsp_r2plus1d_34(), [200, 2]), 2)
+    reference = randomise(r2plus1d_reference.TSPModel(r2plus1d_reference.tsp_r2plus1d_34(), [200, 2]), 2)
     path = tmp_path_factory.mktemp("tsp") / "r2plus1d_34-tsp_on_activitynet-max_gvf-epoch_5-0d2cf854.pth"
     args = argparse.Namespace(backbone="r2plus1d_34", lr=0.0001, label_columns=["action-label", "temporal-region"])
     checkpoint = {"model": reference.state_dict(), "optimizer": {"state": {}}, "lr_scheduler": {}, "epoch": 5}
@@ -132,7 +113,7 @@ def test_i3d_charades_file_loads_with_its_157_classes_or_a_fresh_head(tmp_path: 
 @pytest.mark.numerics
 def test_r2plus1d_18_loads_torchvision_file_and_matches_reference(tmp_path: Path) -> None:
     torch.manual_seed(3)
-    reference = _randomise(r2plus1d_reference.r2plus1d_18(), 3)
+    reference = randomise(r2plus1d_reference.r2plus1d_18(), 3)
     path = tmp_path / "r2plus1d_18-91a641e6.pth"
     torch.save(reference.state_dict(), path)
     ours = create_model("r2plus1d_18", pretrained=path).eval()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -114,6 +114,33 @@ def convert(frame: Any, stream: Any, geometry: Geometry, crop: int, interpolatio
     return np.ascontiguousarray(rgb)
 
 
+T = TypeVar("T")
+
+
+def decoding(path: Path, threads: int, frames: Callable[[Any, Any], Iterator[T]]) -> Iterator[T]:
+    """What `frames(container, stream)` yields of the video at `path`: a corrupt video is one error line naming
+    it, and the file is closed however the iteration ends (the one way every decoder opens a video)."""
+    av = require_av()
+    container, stream = _open(path, threads)
+    try:
+        yield from frames(container, stream)
+    except av.FFmpegError as err:
+        raise VisionZooError(f"{path}: corrupt video, decoding failed ({_reason(err)})") from None
+    finally:
+        container.close()
+
+
+def check_timeline(path: Path, seconds: float, decoded: int, fps: float) -> None:
+    """Refuse timestamps that place the frames decoded so far over far more time than they can fill: what a
+    decoder yields follows the timeline, so a jump of 10^6 s would mean millions of snippets or clips. A variable
+    frame rate and a still screen of up to `MAX_GAP_S` are within the bound."""
+    if not math.isfinite(seconds) or seconds * fps > MAX_FRAMES_PER_DECODED * decoded + MAX_GAP_S * fps:
+        raise VisionZooError(
+            f"{path}: its timestamps jump to {seconds:.6g} s after {decoded} decoded frames "
+            f"(at {fps:g} fps); the video's timing is broken (re-encode it, e.g. ffmpeg -i IN -r {fps:g} OUT)"
+        )
+
+
 class SnippetDecoder:
     """Iterating yields one uint8 [crop, crop, 3] frame per snippet, in order; `meta` is set once it ends.
 
@@ -140,14 +167,7 @@ class SnippetDecoder:
         self.meta: VideoMeta | None = None
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        av = require_av()
-        container, stream = _open(self.path, self.threads)
-        try:
-            yield from self._snippets(container, stream)
-        except av.FFmpegError as err:
-            raise VisionZooError(f"{self.path}: corrupt video, decoding failed ({_reason(err)})") from None
-        finally:
-            container.close()
+        yield from decoding(self.path, self.threads, self._snippets)
 
     def _snippets(self, container: Any, stream: Any) -> Iterator[np.ndarray]:
         fps, s = _frame_rate(stream, self.path), self.snippet_frames
@@ -158,7 +178,7 @@ class SnippetDecoder:
             time = float(frame.time) if frame.time is not None else previous_time + 1.0 / fps
             if previous is None:
                 start = time
-            self._check_timeline(time - start, decoded, fps)
+            check_timeline(self.path, time - start, decoded, fps)
             # snippet i's centre frame is the one on screen at start + (i*s + s//2 + 0.5) / fps
             shown = None  # `previous` converted once, however many snippet centres it covers
             while previous is not None and time > start + (converted * s + s // 2 + 0.5) / fps:
@@ -170,7 +190,7 @@ class SnippetDecoder:
         if previous is None:
             raise VisionZooError(f"{self.path}: no video frames (a zero-length video)")
         last = float(previous.duration * previous.time_base) if previous.duration else 1.0 / fps
-        self._check_timeline(previous_time - start + last, decoded, fps)
+        check_timeline(self.path, previous_time - start + last, decoded, fps)
         frames = max(1, round((previous_time - start + last) * fps))
         snippets = max(1, frames // s)
         tail = None  # snippets whose centre time is past the last frame's start show the last frame
@@ -182,16 +202,6 @@ class SnippetDecoder:
                 yield tail
         width, height = _displayed(previous, stream)
         self.meta = VideoMeta(frames, fps, frames / fps, snippets, width, height, 90 * _rotation(previous))
-
-    def _check_timeline(self, seconds: float, decoded: int, fps: float) -> None:
-        """Refuse timestamps that place the frames decoded so far over far more time than they can fill: the
-        snippets (and the backbone's work) follow the timeline, so a jump of 10^6 s would mean millions of them.
-        A variable frame rate and a still screen of up to `MAX_GAP_S` are within the bound."""
-        if not math.isfinite(seconds) or seconds * fps > MAX_FRAMES_PER_DECODED * decoded + MAX_GAP_S * fps:
-            raise VisionZooError(
-                f"{self.path}: its timestamps jump to {seconds:.6g} s after {decoded} decoded frames "
-                f"(at {fps:g} fps); the video's timing is broken (re-encode it, e.g. ffmpeg -i IN -r {fps:g} OUT)"
-            )
 
     def _convert(self, frame: Any, stream: Any) -> np.ndarray:
         return convert(frame, stream, self.geometry, self.crop, self.interpolation)

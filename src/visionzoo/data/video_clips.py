@@ -24,7 +24,7 @@ import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
 from visionzoo.data.optical_flow import tvl1_flow
-from visionzoo.data.video import VideoMeta, _displayed, _frame_rate, _open, _reason, _rotation, convert, require_av
+from visionzoo.data.video import VideoMeta, _displayed, _frame_rate, _rotation, check_timeline, convert, decoding
 from visionzoo.errors import VisionZooError
 from visionzoo.models.registry import ClipProtocol
 
@@ -59,21 +59,14 @@ class GridFrames:
         self.meta: VideoMeta | None = None
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        av = require_av()
-        container, stream = _open(self.path, self.threads)
-        try:
-            yield from self._frames(container, stream)
-        except av.FFmpegError as err:
-            raise VisionZooError(f"{self.path}: corrupt video, decoding failed ({_reason(err)})") from None
-        finally:
-            container.close()
+        yield from decoding(self.path, self.threads, self._frames)
 
     def _frames(self, container: Any, stream: Any) -> Iterator[np.ndarray]:
         own = _frame_rate(stream, self.path)
         rate = self.protocol.fps or own
         h, w = self.protocol.resize
         start, previous, previous_time, converted = 0.0, None, 0.0, None
-        grid = 0
+        grid, decoded = 0, 0
 
         def show(frame: Any) -> np.ndarray:
             nonlocal converted
@@ -85,13 +78,15 @@ class GridFrames:
             time = float(frame.time) if frame.time is not None else previous_time + 1.0 / own
             if previous is None:
                 start = time
+            check_timeline(self.path, time - start, decoded, own)
             while previous is not None and time > start + (grid + 0.5) / rate:
                 yield show(previous)
                 grid += 1
-            previous, previous_time = frame, time
+            previous, previous_time, decoded = frame, time, decoded + 1
         if previous is None:
             raise VisionZooError(f"{self.path}: no video frames (a zero-length video)")
         last = float(previous.duration * previous.time_base) if previous.duration else 1.0 / own
+        check_timeline(self.path, previous_time - start + last, decoded, own)
         total = max(1, round((previous_time - start + last) * rate), grid)
         for _ in range(grid, total):
             yield show(previous)

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the CLI imports this module to build its parser: heavy impo
 
 logger = logging.getLogger(__name__)
 
+THUMBNAILS = 8  # frames along each video in its timeline PNG and on the page
 SHOWN = 10  # proposals per video in the SRT and the timeline
 PROPOSALS, DETECTIONS, VIDEOS = "proposals.json", "detections.json", "videos.json"
 VIEWER = "index.html"
@@ -208,6 +209,7 @@ class _KnownVideo(OpenSchema):
     name: str
     path: str
     seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    thumbnails: list[str] = []
 
 
 class _KnownVideos(RootModel[dict[str, _KnownVideo]]):
@@ -237,11 +239,12 @@ def write_results_folder(
         detections.pop(key, None)
         if r.detections is not None:
             detections[key] = r.detections
+        images = _thumbnails(r.path, r.seconds)  # decoded once: the timeline's strip and the page's
         known[key] = {"name": r.name, "path": str(r.path.resolve()), "seconds": r.seconds,
-                      "ground_truth": truth.get(r.name)}  # fmt: skip
+                      "ground_truth": truth.get(r.name), "thumbnails": _strip_uris(images)}  # fmt: skip
         shown = (r.detections if r.detections is not None else r.proposals)[:show]
         write_srt(output / f"{r.name}.srt", shown)
-        plot_timeline(output / f"{r.name}.png", r.name, r.path, r.seconds, shown, truth.get(r.name))
+        plot_timeline(output / f"{r.name}.png", r.name, images, r.seconds, shown, truth.get(r.name))
     lines = []
     if kept or again:
         lines.append(f"{output}: kept {kept} earlier videos' results; {len(again)} predicted again and replaced"
@@ -264,19 +267,32 @@ def write_page(output: Path, known: dict[str, Any], proposals: dict[str, Any], d
         entry = known[key]
         path, seconds = Path(entry["path"]), float(entry["seconds"])
         videos.append(ViewerVideo(entry["name"], path, seconds, detections.get(key, ()), proposals.get(key, ()),
-                                  entry.get("ground_truth"), _thumbnail_strip(path, seconds)))  # fmt: skip
+                                  entry.get("ground_truth"), entry.get("thumbnails", [])))  # fmt: skip
     return write_viewer(output / VIEWER, videos, top_k=show)
 
 
-def _thumbnail_strip(path: Path, seconds: float, count: int = 8) -> list[str]:
-    """Data URIs of `count` frames along the video; none when the file is gone or unreadable now."""
+def _thumbnails(path: Path, seconds: float) -> list[np.ndarray]:
+    """`THUMBNAILS` frames 90 px high at the centres of equal slots of the video; none when it is unreadable now."""
     from visionzoo.data.video import thumbnails
-    from visionzoo.export.viewer import thumbnail_uri
 
     try:
-        return [thumbnail_uri(image) for image in thumbnails(path, [(i + 0.5) / count * seconds for i in range(count)])]
+        return thumbnails(path, [(i + 0.5) / THUMBNAILS * seconds for i in range(THUMBNAILS)], height=90)
     except (OSError, VisionZooError):
         return []
+
+
+def _strip_uris(images: list[np.ndarray], height: int = 72) -> list[str]:
+    """The page's thumbnail strip: the frames scaled to `height`, as JPEG data URIs (kept in videos.json, so a
+    later run into the folder does not decode the earlier videos again)."""
+    from PIL import Image
+
+    from visionzoo.export.viewer import thumbnail_uri
+
+    strip = []
+    for image in images:
+        width = max(2, round(image.shape[1] * height / image.shape[0]))
+        strip.append(thumbnail_uri(np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))))
+    return strip
 
 
 def _ground_truth(path: Path | None, names: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -301,11 +317,10 @@ def _ground_truth(path: Path | None, names: list[str]) -> dict[str, list[dict[st
 def plot_timeline(
     path: Path,
     name: str,
-    video: Path,
+    images: list[np.ndarray],
     duration: float,
     segments: list[dict[str, Any]],
     ground_truth: list[dict[str, Any]] | None,
-    thumbnails: int = 8,
 ) -> Path:
     """One PNG: thumbnails along the time axis, the top segments as bars shaded by score with their label (or
     rank) and score, the ground truth with its labels."""
@@ -314,10 +329,8 @@ def plot_timeline(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from visionzoo.data.video import thumbnails as grab
-
+    thumbnails = THUMBNAILS
     times = ((np.arange(thumbnails) + 0.5) / thumbnails * duration).tolist()
-    images = grab(video, times, height=90)
     rows = len(segments) + (1 if ground_truth is not None else 0)
     aspect = images[0].shape[0] / images[0].shape[1] if images else 0.75
     strip_inches, bars_inches = 11.0 / thumbnails * aspect, 0.6 + 0.3 * max(rows, 1)  # thumbnails undistorted
