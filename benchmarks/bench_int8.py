@@ -36,6 +36,7 @@ from visionzoo.export.runtime import (  # noqa: E402
     converted_onnx,
     latency_stats,
     time_runtime,
+    weights_hash,
 )
 from visionzoo.recipes import get_recipe  # noqa: E402
 
@@ -69,7 +70,7 @@ def bench_model(name: str, weights: Path | None, threads: int, steps: int, calib
         weights = tmp / f"{name}.safetensors"
         save_file({k: v.contiguous() for k, v in card.build_model().state_dict().items()}, str(weights))
     model = card.build_model(pretrained=weights)
-    fp32 = converted_onnx(card, weights, model)
+    fp32 = converted_onnx(card, weights_hash(weights, card), lambda: model)
     int8 = quantize_int8(model, card, recipe, tmp / f"{name}.int8.onnx", calibration)
     key, metric = "", {}
     for dtype, file in (("fp32", fp32), ("int8", int8)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
@@ -35,11 +36,12 @@ def cli(*argv: str) -> int:
 
 
 def cli_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    """The one error line of a command that must fail with exit status 2 (after at most the precision line)."""
+    """The one error line of a command that must fail with exit status 2 (after at most the lines saying what
+    precision and runtime the model runs in)."""
     capsys.readouterr()
     assert cli(*argv) == 2
     *before, line = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("visionzoo: error: ") and all(b.startswith("amp ") for b in before), before
+    assert line.startswith("visionzoo: error: ") and all(b.startswith(("amp ", "runtime: ")) for b in before), before
     return line
 
 
@@ -142,11 +144,12 @@ def test_predict_in_every_runtime_agrees_with_torch(
     write_images(tmp_path / "images")
     checkpoint = str(folder_run / "best.pt")
     common = ["predict", "tiny_test_net", "--checkpoint", checkpoint, str(tmp_path / "images"), "--amp", "off"]
-    assert cli(*common, "--output", str(tmp_path / "torch.json")) == 0
+    assert cli(*common, "--runtime", "torch", "--output", str(tmp_path / "torch.json")) == 0
     with caplog.at_level("INFO", logger="visionzoo"):
         assert cli(*common, "--runtime", runtime, "--output", str(tmp_path / "other.json")) == 0
-    if runtime == "auto":
-        assert "runtime auto: onnxruntime" in caplog.text
+    if runtime == "auto":  # --amp off: fp32, in OpenVINO where installed, else onnxruntime
+        picked = "openvino" if importlib.util.find_spec("openvino") is not None else "onnxruntime"
+        assert f"runtime: {picked} fp32 (auto: tiny_test_net: " in caplog.text
     from_torch = json.loads((tmp_path / "torch.json").read_text())
     from_other = json.loads((tmp_path / "other.json").read_text())
     for a, b in zip(from_torch, from_other, strict=True):
@@ -242,6 +245,7 @@ def test_predict_onnx_without_onnxruntime_says_what_to_install(
     assert cli("export", "tiny_test_net", "--checkpoint", str(folder_run / "best.pt"), "--output", str(onnx_file)) == 0
     images = write_images(tmp_path / "images")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # else auto runs the file in OpenVINO
     line = cli_error(capsys, "predict", "tiny_test_net", "--onnx", str(onnx_file), str(images[0]))
     assert re.search(r"onnxruntime is not installed.*pip install 'visionzoo\[onnx\]'", line)
 

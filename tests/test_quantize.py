@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -52,7 +53,8 @@ def test_int8_export_runs_agrees_with_fp32_and_says_int8(tmp_path: Path, capsys:
 
 
 def test_bench_runs_an_int8_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`bench --onnx FILE.int8.onnx` times the file itself (in onnxruntime, auto's pick for an ONNX file)."""
+    """`bench --onnx FILE.int8.onnx` times the file itself (in OpenVINO where installed, else onnxruntime: auto's
+    pick for an ONNX file)."""
     data, run = make_tiny_cifar(tmp_path / "cifar"), tmp_path / "run"
     argv = ["--model", "tiny_test_net", "--data", str(data), "-j", "0", "--amp", "off"]
     assert main(["train", "cspdarknet53_cifar10", "--output", str(run), "--epochs", "1", "-b", "8", *argv]) == 0
@@ -61,7 +63,8 @@ def test_bench_runs_an_int8_file(tmp_path: Path, capsys: pytest.CaptureFixture[s
     bench = ["bench", "cspdarknet53_cifar10", *argv, "--onnx", str(run / "last.int8.onnx"), "--steps", "1", "--json"]
     assert main(bench) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert (row["runtime"], row["dtype"], row["input"]) == ("auto: onnxruntime", "int8", "3x32x32")
+    picked = "openvino" if importlib.util.find_spec("openvino") is not None else "onnxruntime"
+    assert (row["runtime"], row["dtype"], row["input"]) == (f"auto: {picked}", "int8", "3x32x32")
 
 
 def test_bmn_quantizes_and_stays_close(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from numerics import BF16, FP32, assert_close
 from safetensors.torch import save_file
 
 from visionzoo.cli import main
+from visionzoo.engine.precision import resolve_amp
 from visionzoo.errors import VisionZooError
 from visionzoo.export import onnx as onnx_export
 from visionzoo.export.model_card import ModelCard, card_from_recipe
@@ -59,10 +61,22 @@ def test_runtime_agrees_with_pytorch_fp32(kind: str, runtime: str, dtype: torch.
         assert_close(got, want, tolerance, f"{kind} {run.describe()}")
 
 
-def test_auto_is_a_rule_on_the_model_kind() -> None:
-    assert auto_runtime(_card("tiny"), lambda module: True)[0] == "onnxruntime"
-    assert auto_runtime(_card("tiny"), lambda module: False)[0] == "torch"
-    assert auto_runtime(_card("bmn"), lambda module: True)[0] == "torch"
+def test_auto_is_a_rule_on_the_model_kind_the_device_and_the_precision() -> None:
+    cpu, fp32, bf16 = torch.device("cpu"), torch.float32, torch.bfloat16
+    everything, only_onnxruntime, nothing = (
+        (lambda module: True),
+        (lambda module: module == "onnxruntime"),
+        (lambda module: False),
+    )
+    tiny, bmn = _card("tiny"), _card("bmn")
+    assert auto_runtime(tiny, fp32, cpu, everything)[0] == auto_runtime(tiny, bf16, cpu, everything)[0] == "openvino"
+    assert auto_runtime(tiny, fp32, cpu, only_onnxruntime)[0] == "onnxruntime"
+    assert auto_runtime(tiny, bf16, cpu, only_onnxruntime)[0] == "torch"  # onnxruntime has no bf16
+    assert auto_runtime(tiny, fp32, cpu, nothing)[0] == "torch"
+    assert auto_runtime(bmn, fp32, cpu, everything)[0] == "torch"
+    assert auto_runtime(tiny, fp32, torch.device("cuda"), everything)[0] == "torch"
+    video_mlp = card_from_recipe(get_recipe("anet_video_classifier"))
+    assert auto_runtime(video_mlp, fp32, cpu, everything)[0] == "torch"
 
 
 def test_conversion_is_cached_by_weights_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,7 +116,11 @@ def test_bench_auto_says_what_it_picked(capsys: pytest.CaptureFixture[str]) -> N
     argv = ["bench", "cspdarknet53_cifar10", "--model", "tiny_test_net", "--runtime", "auto", "-b", "2"]
     assert main([*argv, "--steps", "1", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["runtime"] == "auto: onnxruntime" and row["dtype"] == "fp32"
+    bf16 = resolve_amp("auto", torch.device("cpu")).resolved == "bf16"
+    if importlib.util.find_spec("openvino") is not None:
+        assert (row["runtime"], row["dtype"]) == ("auto: openvino", "bf16" if bf16 else "fp32")
+    else:
+        assert (row["runtime"], row["dtype"]) == (("auto: torch", "bf16") if bf16 else ("auto: onnxruntime", "fp32"))
 
 
 _NO_COMPILER = """
@@ -112,6 +130,7 @@ import torch._inductor.config as inductor
 sys.path.insert(0, "tests")
 import conftest  # registers tiny_test_net
 from test_runtimes import _card, _checkpoint
+from visionzoo.engine.precision import resolve_amp
 from visionzoo.errors import VisionZooError
 from visionzoo.export.onnx import example_inputs
 from visionzoo.export.runtime import load_runtime

@@ -17,7 +17,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from visionzoo.recipes.base import Amp, Device, choices
+from visionzoo.recipes.base import Amp, Device, InferenceRuntime, choices
 
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: heavy imports wait until used
     from visionzoo.export.feature_extractor import ExtractionSettings
@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--shard", metavar="K/N", help="extract shard K of N (default: torchrun's rank and world size)")
     p.add_argument("--merge", action="store_true", help="only assemble video_info_new.csv from finished videos")
     p.add_argument("--device", default="auto", choices=choices(Device))
+    p.add_argument("--runtime", default="auto", choices=choices(InferenceRuntime),
+                   help="what runs the backbone: auto (a rule per model kind and CPU, docs/speed.md), torch, "
+                   "compiled, onnxruntime, openvino; a conversion is cached by the weights' hash")  # fmt: skip
     p.set_defaults(run=run)
 
 
@@ -135,7 +138,7 @@ def extraction_settings(args: argparse.Namespace, **defaults: Any) -> Extraction
     device = resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
     batch_size = args.batch_size or (CLIP_BATCH if is_clip_backbone(fields.get("backbone") or "") else FRAME_BATCH)
     running = {"batch_size": batch_size, "device": device}
-    for name in ("workers", "decode_threads", "keep_snippets", "strict", "layout"):
+    for name in ("workers", "decode_threads", "keep_snippets", "strict", "layout", "runtime"):
         if hasattr(args, name):
             running[name] = getattr(args, name)
     if hasattr(args, "shard"):

@@ -42,12 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "checkpoint's training features)",
     )
     p.add_argument(
-        "--compile", "--torchcompile", action="store_true", help="with --checkpoint: torch.compile the model"
+        "--compile", "--torchcompile", action="store_true", help="with --checkpoint: the same as --runtime compiled"
     )
     p.add_argument(
-        "--runtime", default="torch", choices=choices(InferenceRuntime),
-        help="what runs the model: torch (default), compiled, onnxruntime, openvino, or auto (a rule per model "
-        "kind, docs/speed.md); a checkpoint is converted once, cached by its weights' hash",
+        "--runtime", default="auto", choices=choices(InferenceRuntime),
+        help="what runs the model (and a video's backbone): auto (default: a rule per model kind and CPU, "
+        "docs/speed.md), torch, compiled, onnxruntime, openvino; a checkpoint is converted once, cached by its "
+        "weights' hash",
     )  # fmt: skip
     p.add_argument("--output", type=Path, help="classes: FILE.csv or .json; BMN: the proposals JSON; videos: a DIR")
     p.add_argument("--duration-second", type=float, nargs="+", help="BMN: video duration(s), one or one per file")
@@ -74,11 +75,16 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from visionzoo.errors import VisionZooError
     from visionzoo.export import predict
     from visionzoo.files import expand_inputs
 
+    if args.compile:
+        if args.runtime not in ("auto", "compiled"):
+            raise VisionZooError(f"--compile runs the model in PyTorch compiled, not --runtime {args.runtime}")
+        args.runtime = "compiled"
     card, runtime = predict.load_runtime(
-        args.target, args.checkpoint, args.onnx, amp=args.amp or "auto", compile=args.compile, runtime=args.runtime
+        args.target, args.checkpoint, args.onnx, amp=args.amp or "auto", runtime=args.runtime
     )
     if _wants_videos(args, card):
         return _predict_videos(args, card, runtime)

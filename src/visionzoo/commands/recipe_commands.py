@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -68,9 +67,9 @@ def _recipe_parser(command: str, recipe) -> CommandParser:
         parser.add_argument(
             "--runtime",
             choices=RUNTIMES,
-            default="torch",
-            help="run the model in this runtime (converted from the checkpoint as needed, cached); "
-            "auto picks by a rule and says why",
+            help="run the model in this runtime (converted from the checkpoint as needed, cached); auto picks by "
+            "a rule per model kind and CPU and says why (docs/speed.md). Default: torch for a checkpoint (the "
+            "numbers training reported), auto for --onnx",
         )
     if command == "bench":
         parser.add_argument("--mode", choices=("train", "infer"), default="train")
@@ -140,8 +139,7 @@ def _eval(recipe, options: argparse.Namespace) -> int:
         raise VisionZooError("eval: give exactly one of --checkpoint FILE or --onnx FILE")
     recipe = _with_classes(recipe)
     source = options.checkpoint or options.onnx
-    runtime = "auto" if options.onnx is not None and options.runtime == "torch" else options.runtime
-    model = None if runtime == "torch" else _runtime_model(recipe, source, runtime)
+    model = _runtime_model(recipe, source, options.runtime or ("auto" if options.onnx is not None else "torch"))
     metrics = evaluate_checkpoint(recipe, source, options.output, model)
     if options.json:
         print(json.dumps(metrics))
@@ -153,21 +151,24 @@ def _eval(recipe, options: argparse.Namespace) -> int:
 
 def _runtime_model(recipe, source: Path, runtime: str):
     """The checkpoint (or ONNX file) in `runtime`, as a module for the task's evaluation step, at the precision
-    `--amp` resolves to on this CPU (runtimes other than torch run on the CPU)."""
+    `--amp` resolves to on this CPU (runtimes other than torch run on the CPU); None for PyTorch eager, which
+    the evaluation builds itself (on the recipe's device, with its layout and --compile)."""
     import torch
 
+    from visionzoo.engine.distributed import resolve_device
     from visionzoo.engine.precision import compute_dtype, resolve_amp
     from visionzoo.export.model_card import card_from_recipe
     from visionzoo.export.onnx import read_onnx_card
-    from visionzoo.export.runtime import RuntimeModule, load_runtime
+    from visionzoo.export.runtime import RuntimeModule, load_runtime, resolve_runtime
 
     card = read_onnx_card(source) if source.suffix == ".onnx" else card_from_recipe(recipe)
     if card.model != recipe.model:
         raise VisionZooError(f"--onnx {source}: a {card.model} export, not {recipe.model}")
     dtype = compute_dtype(resolve_amp(recipe.amp, torch.device("cpu"), recipe.seed_amp).resolved)
-    run = load_runtime(card, source, runtime, dtype)
-    logging.getLogger(__name__).info("runtime: %s", run.describe())
-    return RuntimeModule(run)
+    runtime, _ = resolve_runtime(card, runtime, dtype, resolve_device(recipe.device, 0), source.suffix == ".onnx")
+    if runtime == "torch" and source.suffix != ".onnx":
+        return None
+    return RuntimeModule(load_runtime(card, source, runtime, dtype))
 
 
 def _bench(recipe, options: argparse.Namespace) -> int:

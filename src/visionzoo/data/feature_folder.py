@@ -67,6 +67,7 @@ class FeatureSpec:
     feat_dim: int
     preprocessing: dict[str, Any]
     amp: str = "off"  # the precision the backbone ran in (bf16 features differ from fp32 ones in the 3rd digit)
+    runtime: str = "torch"  # what ran it (export.runtime): OpenVINO's and PyTorch's bf16 differ in rounding
     frame: str = "centre frame of each snippet"
     rescale: str = "BSN/BMN poolData: snippet centres, linear interpolation, 3 points per anchor, mean"
     layout: str = "bsn"  # bsn: csv_mean_<T>/ rescaled rows; snippets: snippets/<video>.npy at the clip stride
@@ -104,6 +105,7 @@ class FeatureDescription(OpenSchema):
     feature_dir: Text | None = None
     preprocessing: dict[str, JsonValue] | None = None
     amp: Text | None = None
+    runtime: Text | None = None
 
 
 class RecordFile(OpenSchema):

@@ -34,9 +34,11 @@ from visionzoo.data.optical_flow import require_optflow
 from visionzoo.data.transforms import normalize
 from visionzoo.data.video_clips import VideoClips, scaled_protocol
 from visionzoo.data.video_snippets import VideoSnippets, in_shard
-from visionzoo.engine.precision import autocast, resolve_amp
+from visionzoo.engine.precision import compute_dtype, resolve_amp
 from visionzoo.engine.progress import EpochProgress
 from visionzoo.errors import VisionZooError
+from visionzoo.export.model_card import ModelCard
+from visionzoo.export.runtime import Runtime, module_hash, resolve_runtime, runtime_of
 from visionzoo.files import file_sha256
 from visionzoo.models import create_model, model_cfg
 from visionzoo.models.registry import ClipProtocol, describe_weights, eval_preprocessing, is_model
@@ -63,6 +65,7 @@ class ExtractionSettings:
     temporal_scale: int = 100
     init_seed: int = 0
     amp: str = "auto"
+    runtime: str = "auto"  # what runs the backbone (export.runtime): torch, compiled, onnxruntime, openvino, auto
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     layout: str = "bsn"  # data.feature_folder.LAYOUTS
     batch_size: int = 32  # frames (clip models: clips) per backbone forward
@@ -80,10 +83,13 @@ class ExtractionSettings:
         if self.pretrained_flow is not None and self.backbone not in TWO_STREAM:
             raise VisionZooError(f"--pretrained-flow: only for a two-stream backbone ({', '.join(TWO_STREAM)})")
 
-    def feature_spec(self, amp: str, **measured: Any) -> FeatureSpec:
-        """features.json: what these settings say, with what the featurizer knows (sizes, preprocessing)."""
-        return FeatureSpec(backbone=self.backbone, **self.weights_fields(), layer=self.layer, amp=amp,
-                           temporal_scale=self.temporal_scale, layout=self.layout, **measured)  # fmt: skip
+    def feature_spec(self, network: Runtime, **measured: Any) -> FeatureSpec:
+        """features.json: what these settings say, with what the featurizer knows (sizes, preprocessing) and what
+        ran the backbone (runtime and precision)."""
+        runtime, amp = network.describe().split()
+        return FeatureSpec(backbone=self.backbone, **self.weights_fields(), layer=self.layer,
+                           amp="off" if amp == "fp32" else amp, runtime=runtime, temporal_scale=self.temporal_scale,
+                           layout=self.layout, **measured)  # fmt: skip
 
     def weights_fields(self) -> dict[str, Any]:
         """features.json's weights: each file as given and its hash (a folder: the hash of its files)."""
@@ -113,13 +119,16 @@ def weights_sha256(path: Path) -> str:
 class SnippetFeaturizer:
     """A zoo classifier in eval mode turning uint8 frames [B, S, S, 3] into float32 features [B, D]."""
 
-    def __init__(self, model: nn.Module, preprocessing: dict[str, Any], settings: ExtractionSettings) -> None:
+    def __init__(self, model: nn.Module, preprocessing: dict[str, Any], settings: ExtractionSettings,
+                 name: str) -> None:  # fmt: skip
         self.settings, self.device = settings, settings.device
-        self.precision = resolve_amp(settings.amp, self.device)
         self.model = model.eval().to(self.device)
-        self.preprocessing, self.layer = preprocessing, settings.layer
+        self.preprocessing = preprocessing
         self.img_size = int(preprocessing["img_size"])
         self.snippet_frames = settings.snippet_frames or IMAGE_SNIPPET_FRAMES
+        shape = [3, self.img_size, self.img_size]
+        self.network = backbone_runtime(BackboneFeatures([self.model], [3], settings.layer), name, shape,
+                                        dict(preprocessing), settings)  # fmt: skip
         self.feat_dim = self(np.zeros((1, self.img_size, self.img_size, 3), np.uint8)).shape[1]
 
     @classmethod
@@ -129,12 +138,13 @@ class SnippetFeaturizer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(settings.init_seed)
             model = create_model(settings.backbone)
-        return cls(model, eval_preprocessing(model_cfg(settings.backbone), settings.img_size), settings)
+        preprocessing = eval_preprocessing(model_cfg(settings.backbone), settings.img_size)
+        return cls(model, preprocessing, settings, settings.backbone)
 
     def spec(self) -> FeatureSpec:
         """The features.json of this backbone's features of its snippets (rescaled to T rows in the BSN layout)."""
         return self.settings.feature_spec(
-            self.precision.resolved,
+            self.network,
             img_size=self.img_size,
             snippet_frames=self.snippet_frames,
             feat_dim=self.feat_dim,
@@ -147,11 +157,9 @@ class SnippetFeaturizer:
         return VideoSnippets(videos, self.snippet_frames, self.preprocessing, s.batch_size, s.decode_threads)
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        images = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2)
+        images = torch.from_numpy(frames).permute(0, 3, 1, 2)
         x = normalize(images, self.preprocessing["mean"], self.preprocessing["std"])
-        with torch.inference_mode(), autocast(self.precision.resolved, self.device):
-            out = self.model.forward_head(self.model.forward_features(x), pre_logits=self.layer == "pre_logits")
-        return out.float().cpu().numpy()
+        return self.network(np.ascontiguousarray(x.numpy()))[0]
 
 
 class ClipFeaturizer:
@@ -160,8 +168,6 @@ class ClipFeaturizer:
 
     def __init__(self, streams: list[tuple[nn.Module, ClipProtocol]], settings: ExtractionSettings) -> None:
         self.settings, self.device = settings, settings.device
-        self.precision = resolve_amp(settings.amp, self.device)
-        self.layer = settings.layer
         self.models = [model.eval().to(self.device) for model, _ in streams]
         self.protocols = tuple(protocol for _, protocol in streams)
         if any(p.modality == "flow" for p in self.protocols):  # before any video: else every one fails alike
@@ -170,15 +176,18 @@ class ClipFeaturizer:
             except VisionZooError as err:
                 raise VisionZooError(f"--backbone {settings.backbone}: {err}; or use --backbone i3d_rgb") from None
         p = self.protocols[0]
-        channels = sum(len(q.mean) for q in self.protocols)
-        self.feat_dim = self(np.zeros((1, channels, p.num_frames, p.crop, p.crop), np.float32)).shape[1]
+        widths = [len(q.mean) for q in self.protocols]
+        name = "videomae" if settings.backbone.startswith(VIDEOMAE_PREFIX) else settings.backbone
+        module = BackboneFeatures(self.models, widths, settings.layer)
+        self.network = backbone_runtime(module, name, [sum(widths), p.num_frames, p.crop, p.crop], {}, settings)
+        self.feat_dim = self(np.zeros((1, sum(widths), p.num_frames, p.crop, p.crop), np.float32)).shape[1]
 
     def spec(self) -> FeatureSpec:
         """features.json: the backbone, its weights and the protocol of every stream."""
         p = self.protocols[0]
         protocol = {q.modality: asdict(q) for q in self.protocols}
         return self.settings.feature_spec(
-            self.precision.resolved,
+            self.network,
             img_size=p.crop,
             snippet_frames=p.stride,
             feat_dim=self.feat_dim,
@@ -193,16 +202,42 @@ class ClipFeaturizer:
         return VideoClips(videos, self.protocols, s.batch_size, s.decode_threads)
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
-        x, outs, channel = torch.from_numpy(clips).to(self.device), [], 0
-        with torch.inference_mode(), autocast(self.precision.resolved, self.device):
-            for model, protocol in zip(self.models, self.protocols, strict=True):
-                part = x[:, channel : channel + len(protocol.mean)]
-                channel += len(protocol.mean)
-                outs.append(model.forward_head(model.forward_features(part), pre_logits=self.layer == "pre_logits"))
-        return torch.cat(outs, dim=1).float().cpu().numpy()
+        return self.network(np.ascontiguousarray(clips, dtype=np.float32))[0]
 
 
 Featurizer = SnippetFeaturizer | ClipFeaturizer
+
+
+class BackboneFeatures(nn.Module):
+    """What a feature is, as one module: each stream's pooled pre-logits (or logits) of its share of the input's
+    channels, concatenated. One module, so that a runtime converts and runs all streams as one graph."""
+
+    def __init__(self, streams: list[nn.Module], widths: list[int], layer: str) -> None:
+        super().__init__()
+        self.streams, self.widths, self.pre_logits = nn.ModuleList(streams), widths, layer == "pre_logits"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.streams) == 1:
+            return self.streams[0].forward_head(self.streams[0].forward_features(x), pre_logits=self.pre_logits)
+        outs = []
+        for model, part in zip(self.streams, x.split(self.widths, dim=1), strict=True):
+            outs.append(model.forward_head(model.forward_features(part), pre_logits=self.pre_logits))
+        return torch.cat(outs, dim=1)
+
+
+def backbone_runtime(module: BackboneFeatures, name: str, input_shape: list[int], preprocessing: dict[str, Any],
+                     settings: ExtractionSettings) -> Runtime:  # fmt: skip
+    """The backbone in the settings' runtime at the precision `--amp` resolves to (auto: `export.runtime`'s rule;
+    a conversion is cached by a hash of the weights), with what it picked logged in one line."""
+    precision = resolve_amp(settings.amp, settings.device)
+    dtype = compute_dtype(precision.resolved)
+    card = ModelCard(model=name, task="features", model_kwargs={}, input_shape=input_shape, preprocessing=preprocessing)
+    runtime, why = resolve_runtime(card, settings.runtime, dtype, settings.device)
+    if runtime != "torch" and settings.device.type != "cpu":
+        raise VisionZooError(f"--runtime {runtime} runs on the CPU, not --device {settings.device.type}")
+    network = runtime_of(card, lambda: module_hash(module, card), lambda: module, runtime, dtype)
+    logger.info("backbone %s: %s (%s; %s)", name, network.describe(), why, precision.describe())
+    return network
 
 
 def is_clip_backbone(backbone: str) -> bool:
@@ -274,7 +309,7 @@ def load_image_featurizer(settings: ExtractionSettings) -> SnippetFeaturizer:
     with torch.random.fork_rng(devices=[]):  # random weights: drawn from init_seed, the global RNG untouched
         torch.manual_seed(settings.init_seed)
         model = card.build_model(pretrained=pretrained)
-    return SnippetFeaturizer(model, card.preprocessing, settings)
+    return SnippetFeaturizer(model, card.preprocessing, settings, card.model)
 
 
 @dataclass

@@ -74,7 +74,7 @@ class CardSchema(Schema):
 
     format: Literal["visionzoo-model-card-v1"]  # CARD_FORMAT
     model: Text
-    task: Literal["classification", "proposals", "windowed_proposals", "video_classification"]
+    task: Literal["classification", "proposals", "windowed_proposals", "video_classification", "features"]
     model_kwargs: ModelKwargs
     input_shape: Annotated[list[Size], Field(min_length=1, max_length=4)]
     preprocessing: Preprocessing
@@ -90,7 +90,7 @@ class CardSchema(Schema):
 @dataclass
 class ModelCard:
     model: str
-    task: str  # classification | proposals | windowed_proposals | video_classification
+    task: str  # classification | proposals | windowed_proposals | video_classification | features (a backbone)
     model_kwargs: dict[str, Any]  # all of create_model's kwargs: num_classes / temporal_scale, feat_dim, ...
     input_shape: list[int]  # one item: [3, H, W] for images, [feat_dim, T] for BMN features
     preprocessing: dict[str, Any]

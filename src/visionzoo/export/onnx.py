@@ -35,6 +35,8 @@ RELATIVE_TOLERANCE = 1e-4  # fp32
 
 
 def output_names(card: ModelCard) -> list[str]:
+    if card.task == "features":
+        return ["features"]
     return ["confidence_map", "start", "end"] if card.task in ("proposals", "windowed_proposals") else ["logits"]
 
 
@@ -42,13 +44,13 @@ def example_inputs(card: ModelCard, batch: int, kind: str = "random", seed: int 
     """A batch shaped like the model's real inputs.
 
     `random`: standard normal. `real`: what real data looks like after preprocessing: uint8 images normalised
-    by the classification task (values about -2..2.6), or non-negative snippet features (BMN's inputs are
-    post-ReLU TSN scores) for every task that reads features.
+    by the card's mean and std (values about -2..2.6: classifiers, an image backbone), or non-negative values
+    for every other input (BMN's snippet features are post-ReLU TSN scores; clips are normalised already).
     """
     generator = torch.Generator().manual_seed(seed)
     if kind == "random":
         return torch.randn(batch, *card.input_shape, generator=generator)
-    if card.task != "classification":
+    if len(card.input_shape) != 3 or "mean" not in card.preprocessing:
         return torch.rand(batch, *card.input_shape, generator=generator) * 2.0
     images = torch.randint(0, 256, (batch, *card.input_shape), dtype=torch.uint8, generator=generator)
     return normalize(images, card.preprocessing["mean"], card.preprocessing["std"])

@@ -35,16 +35,14 @@ def load_runtime(
     onnx: Path | None,
     threads: int | None = None,
     amp: str = "auto",
-    compile: bool = False,
-    runtime: str = "torch",
+    runtime: str = "auto",
 ) -> tuple[ModelCard, Runtime]:
-    """(card, runtime) from `--checkpoint` (with a recipe or model name; run at `amp`, compiled or not, in
-    `runtime`: see `export.runtime.load_runtime`) or `--onnx` (its embedded card; float32 or int8, in
-    onnxruntime, or OpenVINO when asked)."""
+    """(card, runtime) from `--checkpoint` (with a recipe or model name; run at `amp` in `runtime`: see
+    `export.runtime.load_runtime`) or `--onnx` (its embedded card; float32 or int8, in onnxruntime or
+    OpenVINO)."""
     from visionzoo.export import runtime as runtimes
     from visionzoo.export.model_card import resolve_card
     from visionzoo.export.onnx import read_onnx_card
-    from visionzoo.export.runtime import OnnxRuntime, TorchRuntime
 
     if (checkpoint is None) == (onnx is None):
         raise VisionZooError("predict: give exactly one of --checkpoint FILE or --onnx FILE")
@@ -52,18 +50,11 @@ def load_runtime(
         card = read_onnx_card(onnx)
         if target not in (card.model, card.recipe):
             raise VisionZooError(f"--onnx {onnx}: a {card.model} export (recipe {card.recipe}), not {target}")
-        if runtime == "openvino":
-            return card, runtimes.load_runtime(card, onnx, "openvino", threads=threads)
-        return card, OnnxRuntime(onnx, threads)
+        return card, runtimes.load_runtime(card, onnx, runtime, threads=threads)
     card = resolve_card(target, checkpoint)
     precision = resolve_amp(amp, torch.device("cpu"))
     logger.info("%s", precision.describe())
-    dtype = compute_dtype(precision.resolved)
-    if runtime != "torch":
-        chosen = runtimes.load_runtime(card, checkpoint, runtime, dtype, threads)
-        logger.info("runtime: %s", chosen.describe())
-        return card, chosen
-    return card, TorchRuntime(card.build_model(pretrained=checkpoint), dtype, compile)
+    return card, runtimes.load_runtime(card, checkpoint, runtime, compute_dtype(precision.resolved), threads)
 
 
 # ------------------------------------------------------------------------------------------------ images

@@ -124,16 +124,7 @@ class OnnxRuntime:
         self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        step = self.fixed_batch
-        if step is None or len(batch) == step:
-            return self.session.run(None, {self.input_name: batch})
-        parts = []
-        for begin in range(0, len(batch), step):
-            chunk = batch[begin : begin + step]
-            padded = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), np.float32)])
-            parts.append([out[: len(chunk)] for out in self.session.run(None, {self.input_name: padded})])
-        return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
+        return in_fixed_batches(lambda x: self.session.run(None, {self.input_name: x}), batch, self.fixed_batch)
 
     def describe(self) -> str:
         return f"{self.name} {'int8' if is_int8_onnx(self.path) else 'fp32'}"
@@ -152,13 +143,32 @@ class OpenVinoRuntime:
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = ov.Core().compile_model(ov.Core().read_model(str(path)), "CPU", config)
+        batch = onnx_batch_dim(path)
+        self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
-        result = self.compiled(np.ascontiguousarray(batch, dtype=np.float32))
+        return in_fixed_batches(self._run, batch, self.fixed_batch)
+
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        result = self.compiled(batch)
         return [np.asarray(result[output], dtype=np.float32) for output in self.compiled.outputs]
 
     def describe(self) -> str:
         return f"{self.name} {'int8' if is_int8_onnx(self.path) else _DTYPE_NAMES[self.dtype]}"
+
+
+def in_fixed_batches(run: Runtime, batch: np.ndarray, step: int | None) -> list[np.ndarray]:
+    """`run` on float32 `batch`; a file exported with a fixed batch `step` gets chunks of it, the last one
+    padded with zeros (the padding's outputs are dropped)."""
+    batch = np.ascontiguousarray(batch, dtype=np.float32)
+    if step is None or len(batch) == step:
+        return run(batch)
+    parts = []
+    for begin in range(0, len(batch), step):
+        chunk = batch[begin : begin + step]
+        padded = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), np.float32)])
+        parts.append([out[: len(chunk)] for out in run(padded)])
+    return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
 
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -169,21 +179,38 @@ def is_int8_onnx(path: str | Path) -> bool:
     return Path(path).name.endswith(".int8.onnx")
 
 
-def auto_runtime(card: ModelCard, available: Callable[[str], bool]) -> tuple[str, str]:
-    """(runtime, why): a rule on the model kind, never a timing, so a busy machine cannot flip it.
+def auto_runtime(card: ModelCard, dtype: torch.dtype, device: torch.device, available: Callable[[str], bool]
+                 ) -> tuple[str, str]:  # fmt: skip
+    """(runtime, why): a rule on the model kind, the device and the precision `--amp` resolved to (itself a rule on
+    the CPU's flags), never a timing, so a busy machine cannot flip it. The measurements behind it are
+    bench_inference's in docs/benchmarks.md; docs/speed.md says where it is not the fastest.
 
-    From the bench_inference measurements (docs/speed.md): onnxruntime runs every classifier faster than
-    PyTorch at batch 1 and 8 (it folds BatchNorm and fuses activations), while BMN is faster in PyTorch, whose
-    BM layer is a sparse CSR product that ONNX has no operator for (its export is a dense GEMM).
+    - BMN: PyTorch, whose BM layer is a sparse CSR product that ONNX has no operator for (exports are a dense
+      GEMM, 2x slower). A GPU, or a model that is not a convolutional network: PyTorch.
+    - classifiers and clip backbones on the CPU: OpenVINO, at fp32 or bf16 as `--amp` resolved (it folds
+      BatchNorm, fuses activations and pre-packs weights, and is the only converted runtime with bf16); without
+      it, onnxruntime in fp32, or PyTorch in bf16 when `--amp` resolved to bf16 (onnxruntime has no bf16 and its
+      fp32 is slower than PyTorch's bf16). `compiled` is never picked: it compiles for minutes at every start
+      and needs a C++ compiler at run time.
     """
-    if card.task in ("proposals", "windowed_proposals"):
+    bf16 = dtype == torch.bfloat16
+    if card.task in PROPOSAL_TASKS:
         return "torch", f"{card.model}: PyTorch's sparse BM layer beats the dense GEMM an export needs"
+    if device.type != "cpu":
+        return "torch", f"{card.model} on {device.type}: the converted runtimes run on the CPU"
+    if card.task not in CONVERTED_TASKS or card.model in TORCH_ONLY:
+        return "torch", f"{card.model}: {TORCH_ONLY.get(card.model, 'not a convolutional network')}"
+    if available("openvino"):
+        return "openvino", f"{card.model}: OpenVINO {'bf16' if bf16 else 'fp32'}, the fastest on the CPU"
+    if bf16:
+        return "torch", f"{card.model}: PyTorch bf16 (onnxruntime runs fp32 only; {INSTALL_HINTS['openvino']})"
     if available("onnxruntime"):
-        return (
-            "onnxruntime",
-            f"{card.model}: onnxruntime folds BatchNorm and fuses activations (faster at batch 1 and 8)",
-        )
-    return "torch", f"{card.model}: onnxruntime is not installed ({INSTALL_HINT})"
+        return "onnxruntime", f"{card.model}: onnxruntime fp32 ({INSTALL_HINTS['openvino']} for OpenVINO)"
+    return "torch", f"{card.model}: no converted runtime is installed ({INSTALL_HINT})"
+
+
+CONVERTED_TASKS = ("classification", "features")  # the convolutional networks auto converts
+TORCH_ONLY = {"videomae": "a transformers model, whose conversion is not verified"}
 
 
 def _installed(module: str) -> bool:
@@ -199,17 +226,60 @@ def weights_hash(checkpoint: Path, card: ModelCard) -> str:
     return digest.hexdigest()[:16]
 
 
-def converted_onnx(card: ModelCard, checkpoint: Path, model: nn.Module | None = None) -> Path:
-    """The checkpoint's fp32 ONNX export (dynamic batch, checked against PyTorch), made once and cached under
-    the cache dir by the weights' hash, so the next start only loads it."""
+def module_hash(model: nn.Module, card: ModelCard) -> str:
+    """The same for a model in memory (random weights, or a feature extractor's streams): its tensors' bytes."""
+    digest = hashlib.sha256(f"{card.model} {card.model_kwargs} {card.input_shape} {type(model).__name__}".encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def converted_onnx(card: ModelCard, key: str, build: Callable[[], nn.Module]) -> Path:
+    """The fp32 ONNX export of the model `build` makes (dynamic batch, checked against PyTorch), made once and
+    cached under the cache dir by `key` (a hash of the weights), so the next start only loads it."""
     from visionzoo.data.cache import cache_dir
     from visionzoo.export.onnx import export_onnx
 
-    path = cache_dir("runtimes") / f"{card.model}-{weights_hash(checkpoint, card)}.onnx"
+    path = cache_dir("runtimes") / f"{card.model}-{key}.onnx"
     if not path.is_file():
-        result = export_onnx(model or card.build_model(pretrained=checkpoint), card, path, dynamic_batch=True)
-        logger.info("converted %s to %s (onnxruntime vs PyTorch: %.1e relative)", checkpoint, path, result.max_rel)
+        result = export_onnx(build(), card, path, dynamic_batch=True)
+        logger.info("converted %s to %s (onnxruntime vs PyTorch: %.1e relative)", card.model, path, result.max_rel)
     return path
+
+
+def runtime_of(
+    card: ModelCard,
+    key: Callable[[], str],
+    build: Callable[[], nn.Module],
+    runtime: str,
+    dtype: torch.dtype = torch.float32,
+    threads: int | None = None,
+) -> TorchRuntime | OnnxRuntime | OpenVinoRuntime:
+    """The model `build` makes in `runtime` (not auto), converted to ONNX under `key()` where the runtime needs it."""
+    if runtime == "torch":
+        return TorchRuntime(build(), dtype)
+    if runtime == "compiled":
+        return CompiledRuntime(build(), dtype)
+    require("onnxruntime" if runtime == "onnxruntime" else "openvino")
+    onnx_file = converted_onnx(card, key(), build)
+    if runtime == "openvino":
+        return OpenVinoRuntime(onnx_file, dtype, threads)
+    return OnnxRuntime(onnx_file, threads)
+
+
+def resolve_runtime(card: ModelCard, runtime: str, dtype: torch.dtype, device: torch.device, onnx: bool = False
+                    ) -> tuple[str, str]:  # fmt: skip
+    """(runtime, why): `runtime` as asked, or auto's pick; an ONNX file runs in OpenVINO when installed (its int8
+    ran 2.3x onnxruntime's int8 for ResNet50-BAM, docs/benchmarks.md bench_int8), else in onnxruntime."""
+    if runtime not in RUNTIMES:
+        raise VisionZooError(f"--runtime {runtime}: expected one of {', '.join(RUNTIMES)}")
+    if runtime != "auto":
+        return runtime, "as asked"
+    if onnx:
+        return ("openvino" if _installed("openvino") else "onnxruntime"), "auto: an ONNX file"
+    picked, why = auto_runtime(card, dtype, device, _installed)
+    return picked, f"auto: {why}"
 
 
 def load_runtime(
@@ -222,27 +292,25 @@ def load_runtime(
     """The model of `card` in `runtime`, from a checkpoint (.safetensors/.pt: converted to ONNX as needed,
     cached) or an ONNX file (onnxruntime or OpenVINO only). `dtype` is what torch runs under autocast and
     OpenVINO's inference precision; onnxruntime runs the file's own precision (fp32 or int8). `auto` follows
-    `auto_runtime`, and what it picked and why is logged in one line."""
-    if runtime not in RUNTIMES:
-        raise VisionZooError(f"--runtime {runtime}: expected one of {', '.join(RUNTIMES)}")
+    `auto_runtime`; what runs, and why, is logged in one line once it is loaded."""
     source = Path(source)
     is_onnx = source.suffix == ".onnx"
-    if runtime == "auto":
-        runtime, why = ("onnxruntime", "an ONNX file") if is_onnx else auto_runtime(card, _installed)
-        logger.info("runtime auto: %s (%s)", runtime, why)
-    if runtime in ("torch", "compiled"):
-        if is_onnx:
+    runtime, why = resolve_runtime(card, runtime, dtype, torch.device("cpu"), is_onnx)
+    if is_onnx:
+        if runtime in ("torch", "compiled"):
             raise VisionZooError(f"--runtime {runtime} needs a checkpoint, not the ONNX file {source}")
-        if runtime == "torch":
-            return TorchRuntime(card.build_model(pretrained=source), dtype)
+        require("onnxruntime" if runtime == "onnxruntime" else "openvino")
+        run = OpenVinoRuntime(source, dtype, threads) if runtime == "openvino" else OnnxRuntime(source, threads)
+    else:
         # BMN compiles in its GEMM formulation: dynamo cannot trace the CSR product (as ONNX has no operator for it)
-        dense_bm = {"bm_impl": "matmul"} if card.task in ("proposals", "windowed_proposals") else {}
-        return CompiledRuntime(card.build_model(pretrained=source, **dense_bm), dtype)
-    require("onnxruntime" if runtime == "onnxruntime" else "openvino")
-    onnx_file = source if is_onnx else converted_onnx(card, source)
-    if runtime == "openvino":
-        return OpenVinoRuntime(onnx_file, dtype, threads)
-    return OnnxRuntime(onnx_file, threads)
+        dense_bm = {"bm_impl": "matmul"} if runtime == "compiled" and card.task in PROPOSAL_TASKS else {}
+        build = lambda: card.build_model(pretrained=source, **dense_bm)  # noqa: E731
+        run = runtime_of(card, lambda: weights_hash(source, card), build, runtime, dtype, threads)
+    logger.info("runtime: %s (%s)", run.describe(), why)
+    return run
+
+
+PROPOSAL_TASKS = ("proposals", "windowed_proposals")
 
 
 class RuntimeModule(nn.Module):
