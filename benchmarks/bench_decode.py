@@ -4,6 +4,11 @@ Generated JPEGs with photo-like detail (multi-octave noise, quality 90) at Image
 at 2000x1500, where decoding at reduced scale (`Image.draft`) matters; output 224x224 uint8 tensors.
 Rows: decode only (Image.open + convert RGB, the floor), the training transform (RandomResizedCrop +
 flip, with and without colour jitter 0.4) and the evaluation transform (resize 256 + centre crop 224).
+
+--video SECONDS instead compares the decoding of a generated 1280x720 H.264 video with B-frames (30 fps, photo-like
+detail panning: `bench_video_features.make_video`) for resnet50's centre frames (16-frame snippets, 224 px) and
+R(2+1)D's TSP grid (15 fps, 128x171): every frame decoded against the non-reference frames no pick needs skipped
+(`data.video.PickedFrames`), CPU seconds of one process with one decoder thread, alternated, and prints the ratio.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import PIL
 import torch
 from PIL import Image
 
-from visionzoo.data.transforms import EvalTransform, TrainTransform, open_image
+from visionzoo.data.transforms import EvalTransform, TrainTransform, input_geometry, open_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/bench_decode.py` from anywhere
 from benchmarks.report import markdown_table, write_section  # noqa: E402
@@ -113,10 +118,48 @@ def run(min_seconds: float) -> list[dict[str, object]]:
     return rows
 
 
+def video_decoding(seconds: float, repeats: int = 3) -> None:
+    """Print CPU seconds per video second of both decodes, each the best of `repeats` alternated runs."""
+    from benchmarks.bench_video_features import make_video
+    from visionzoo.data.video import SnippetDecoder
+    from visionzoo.data.video_clips import GridFrames
+    from visionzoo.models.registry import ClipProtocol
+
+    torch.set_num_threads(1)
+    prep = {"resize": "eval_crop", "img_size": 224, "crop_pct": 0.875, "interpolation": "bilinear"}
+    tsp = ClipProtocol(16, 16, 15.0, (128, 171), 112, (0.5,) * 3, (0.5,) * 3)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = make_video(Path(tmp) / "pan.mp4", 1280, 720, seconds)
+        cases: dict[str, Callable[[bool], SnippetDecoder | GridFrames]] = {
+            "resnet50 centre frames": lambda skip: SnippetDecoder(
+                path, 16, lambda w, h: input_geometry(prep, w, h), 224, threads=1, skip_unused=skip
+            ),
+            "r2plus1d_34 TSP grid (15 fps)": lambda skip: GridFrames(path, tsp, threads=1, skip_unused=skip),
+        }
+        for name, make in cases.items():
+            cpu = {True: float("inf"), False: float("inf")}
+            decoded = {}
+            for _ in range(repeats):
+                for skip in (False, True):
+                    decoder, begin = make(skip), time.process_time()
+                    for _ in decoder:
+                        pass
+                    cpu[skip], decoded[skip] = min(cpu[skip], time.process_time() - begin), decoder.decoded
+            print(
+                f"{name}: every frame {cpu[False] / seconds:.3f} CPU s per video s ({decoded[False]} decoded), "
+                f"skipping {cpu[True] / seconds:.3f} ({decoded[True]} decoded): {cpu[False] / cpu[True]:.2f}x",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="minimum time per measurement")
+    parser.add_argument("--video", type=float, metavar="SECONDS", help="compare video decodes instead (no section)")
     args = parser.parse_args()
+    if args.video:
+        video_decoding(args.video)
+        return
     rows = run(args.seconds)
     body = (
         f"One process, one thread (`torch.set_num_threads(1)`), Pillow {PIL.__version__}; JPEGs generated with "

@@ -41,3 +41,16 @@ def zero_frame_video(path: Path) -> Path:
         container.start_encoding()
         container.mux(stream.encode())
     return path
+
+
+def panning_frames(count: int, size: tuple[int, int] = (128, 96)) -> list[np.ndarray]:
+    """`index_frame`s whose blue channel is a texture panning one pixel a frame: motion an encoder predicts, so
+    x264 and mpeg4 (with `bf`) make B-frames, and pictures whose pixels tell a wrong reference apart."""
+    yy, xx = np.mgrid[0 : size[1], 0 : size[0] + count]
+    texture = ((np.sin(xx / 5.0) * np.cos(yy / 7.0) + np.sin((xx + 2 * yy) / 11.0)) * 60 + 128).astype(np.uint8)
+    frames = []
+    for i in range(count):
+        frame = index_frame(i, size)
+        frame[..., 2] = texture[:, i : i + size[0]]
+        frames.append(frame)
+    return frames

@@ -15,7 +15,7 @@ frames, cropped after, each pair computed once however many clips share it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
 from visionzoo.data.optical_flow import tvl1_flow
-from visionzoo.data.video import VideoMeta, _displayed, _frame_rate, _rotation, check_timeline, convert, decoding
+from visionzoo.data.video import PickedFrames, Timeline, VideoMeta, _displayed, _rotation, convert
 from visionzoo.errors import VisionZooError
 from visionzoo.models.registry import ClipProtocol
 
@@ -50,49 +50,46 @@ def clip_start(index: int, protocol: ClipProtocol) -> int:
     return index * protocol.stride + protocol.stride // 2 - protocol.num_frames // 2
 
 
+def grid_picks(frames: Iterable[Any], own: float, rate: float, path: Path) -> Generator[Any, None, tuple[int, Any]]:
+    """The frame on screen at each point of the grid of `rate` fps, in order; returns (grid frames, last frame).
+    `frames` are decoded or `Planned` ones at the video's own average rate `own` (`data.video.PickedFrames`)."""
+    timeline = Timeline(frames, own, path)
+    previous, grid = None, 0
+    for frame, time, start in timeline:
+        while previous is not None and time > start + (grid + 0.5) / rate:
+            yield previous
+            grid += 1
+        previous = frame
+    total = max(1, round(timeline.seconds * rate), grid)
+    for _ in range(grid, total):
+        yield timeline.last
+    return total, timeline.last
+
+
 class GridFrames:
     """Iterating yields the resized, uncropped uint8 [H, W, 3] frames on the protocol's time grid; `meta` (frames
-    and fps at the grid's rate) is set once it ends."""
+    and fps at the grid's rate) is set once it ends. `skip_unused=False` decodes every frame (the tests' reference).
+    """
 
-    def __init__(self, path: Path, protocol: ClipProtocol, threads: int = 0) -> None:
-        self.path, self.protocol, self.threads = Path(path), protocol, threads
+    def __init__(self, path: Path, protocol: ClipProtocol, threads: int = 0, skip_unused: bool = True) -> None:
+        self.path, self.protocol, self.threads, self.skip_unused = Path(path), protocol, threads, skip_unused
         self.meta: VideoMeta | None = None
+        self.decoded = 0  # frames the decoder returned (fewer than the video's where it skipped some)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        yield from decoding(self.path, self.threads, self._frames)
-
-    def _frames(self, container: Any, stream: Any) -> Iterator[np.ndarray]:
-        own = _frame_rate(stream, self.path)
-        rate = self.protocol.fps or own
         h, w = self.protocol.resize
-        start, previous, previous_time, converted = 0.0, None, 0.0, None
-        grid, decoded = 0, 0
-
-        def show(frame: Any) -> np.ndarray:
-            nonlocal converted
-            if converted is None or converted[0] is not frame:
-                converted = frame, convert(frame, stream, lambda *_: (w, h, 0, 0), 0, "bilinear")
-            return converted[1]
-
-        for frame in container.decode(stream):
-            time = float(frame.time) if frame.time is not None else previous_time + 1.0 / own
-            if previous is None:
-                start = time
-            check_timeline(self.path, time - start, decoded, own)
-            while previous is not None and time > start + (grid + 0.5) / rate:
-                yield show(previous)
-                grid += 1
-            previous, previous_time, decoded = frame, time, decoded + 1
-        if previous is None:
-            raise VisionZooError(f"{self.path}: no video frames (a zero-length video)")
-        last = float(previous.duration * previous.time_base) if previous.duration else 1.0 / own
-        check_timeline(self.path, previous_time - start + last, decoded, own)
-        total = max(1, round((previous_time - start + last) * rate), grid)
-        for _ in range(grid, total):
-            yield show(previous)
-        width, height = _displayed(previous, stream)
+        frames = PickedFrames(
+            self.path,
+            self.threads,
+            lambda decoded, own: grid_picks(decoded, own, self.protocol.fps or own, self.path),
+            lambda frame, stream: convert(frame, stream, lambda *_: (w, h, 0, 0), 0, "bilinear"),
+            self.skip_unused,
+        )
+        yield from frames
+        self.decoded, total, rate = frames.decoded, frames.total, self.protocol.fps or frames.fps
+        width, height = _displayed(frames.last, frames.stream)
         snippets = max(1, total // self.protocol.stride)
-        self.meta = VideoMeta(total, rate, total / rate, snippets, width, height, 90 * _rotation(previous))
+        self.meta = VideoMeta(total, rate, total / rate, snippets, width, height, 90 * _rotation(frames.last))
 
 
 class _ClipCutter:
