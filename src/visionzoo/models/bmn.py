@@ -85,31 +85,22 @@ def bm_sample_weights(
 
 
 class _SparseSample(torch.autograd.Function):
-    """y[b] = S^T @ z[b] for z [B, T*N, O] and sparse S [T*N, cells]: [B, cells, O].
+    """y = S^T @ z for one sample's z [T*N, O] and sparse S [T*N, cells]: [cells, O].
 
-    CSR kernels run per sample (its O columns stay in cache while the kernel walks the nonzeros, faster than
-    one call over the batch) and in float32 whatever the autocast dtype: CPU CSR has no bfloat16.
+    In float32 whatever the autocast dtype: CPU CSR kernels have no bfloat16.
     """
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
     def forward(ctx, z: torch.Tensor, weights_t: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(weights)
-        return _per_sample(weights_t, z)
+        return torch.mm(weights_t, z)
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (weights,) = ctx.saved_tensors
-        return _per_sample(weights, grad.contiguous()), None, None
-
-
-def _per_sample(sparse: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-    """sparse @ dense[b] for every b, written straight into one output."""
-    out = dense.new_empty(len(dense), sparse.shape[0], dense.shape[-1])
-    for sample, result in zip(dense, out, strict=True):
-        torch.mm(sparse, sample, out=result)
-    return out
+        return torch.mm(weights, grad.contiguous()), None, None
 
 
 class BMN(nn.Module):
@@ -237,8 +228,11 @@ class BMN(nn.Module):
         if self.bm_impl == "dense":
             return self.x_2d_p(self._bm_dense(x))
         z = self._conv3d_weight_first(x)
-        valid = self._bm_matmul(z) if self._use_gemm(z) else self._bm_sparse(z)
-        return self._head_2d(valid)
+        if self._use_gemm(z):
+            return self._head_2d(self._first_conv(torch.matmul(self.weights_dense_t, z)))
+        # CSR: one sample at a time through the first 1x1 conv, so the [cells, 512] maps stay in cache and are
+        # reused from the allocator instead of a fresh [B, cells, 512] tensor (faster than one call over the batch)
+        return self._head_2d(torch.stack([self._first_conv(self._bm_sparse(sample)) for sample in z]))
 
     def _bm_dense(self, x: torch.Tensor) -> torch.Tensor:
         """The reference: features x dense sample mask -> [B, 256, N, T, T] -> Conv3d over N -> [B, 512, T, T]."""
@@ -251,19 +245,22 @@ class BMN(nn.Module):
         out [B, T*N, O] so that it comes out of one GEMM and into the sample weights without a transpose."""
         conv = self.x_3d_p[0]
         weight = conv.weight.squeeze(-1).squeeze(-1).permute(2, 0, 1).reshape(-1, x.shape[1])  # [N*O, C]
-        return torch.matmul(x.transpose(1, 2), weight.t()).reshape(x.shape[0], -1, conv.out_channels)
-
-    def _bm_matmul(self, z: torch.Tensor) -> torch.Tensor:
-        """The Conv3d output (before its bias) of the valid cells, [B, cells, O]: one dense GEMM per sample,
-        [cells, T*N] x [T*N, O]."""
-        return torch.matmul(self.weights_dense_t, z)
+        rows = x.transpose(1, 2).reshape(-1, x.shape[1])  # [B*T, C]: one GEMM over the batch, not B (a bmm)
+        return torch.mm(rows, weight.t()).view(x.shape[0], -1, conv.out_channels)
 
     def _bm_sparse(self, z: torch.Tensor) -> torch.Tensor:
-        """The Conv3d output (before its bias) of the valid cells, [B, cells, O]: CSR products, in float32."""
+        """The Conv3d output (before its bias) of one sample's valid cells, [cells, O]: a CSR product, in float32."""
         return _SparseSample.apply(z, self.weights_t_csr, self.weights_csr)
 
-    def _head_2d(self, valid: torch.Tensor) -> torch.Tensor:
-        """Conv3d bias + ReLU and the 2-D head, computed where its outputs differ: [B, cells, 512] -> [B, 2, T, T].
+    def _first_conv(self, valid: torch.Tensor) -> torch.Tensor:
+        """Conv3d bias + ReLU, then the head's first (1x1) conv + ReLU, on the valid cells: [..., cells, 512] ->
+        [..., cells, 128]. In place where it can: these maps are the largest tensors of the forward, and a fresh
+        one costs more than the add."""
+        conv3d, conv1 = self.x_3d_p[0], self.x_2d_p[0]
+        return nn.functional.linear(valid.add_(conv3d.bias).relu_(), conv1.weight.flatten(1), conv1.bias).relu_()
+
+    def _head_2d(self, cells: torch.Tensor) -> torch.Tensor:
+        """The 2-D head after its first conv, computed where its outputs differ: [B, cells, 128] -> [B, 2, T, T].
 
         Invalid cells (start > end) see the Conv3d bias alone, so the first (1x1) conv of the head gives them
         one constant vector: it runs on the valid cells only and never builds the [B, 512, T, T] map. The
@@ -271,10 +268,9 @@ class BMN(nn.Module):
         see constant input, and their outputs are those of the head on a constant 5x5 map (interior, edges
         and corner: the zero padding of the map's left and bottom borders). Equal to the whole-map computation.
         """
-        batch, t_scale = valid.shape[0], self.temporal_scale
+        batch, t_scale = cells.shape[0], self.temporal_scale
         conv3d, conv1 = self.x_3d_p[0], self.x_2d_p[0]
         weight1 = conv1.weight.flatten(1)
-        cells = torch.relu(nn.functional.linear(torch.relu(valid + conv3d.bias), weight1, conv1.bias))
         constant = torch.relu(nn.functional.linear(torch.relu(conv3d.bias), weight1, conv1.bias)).to(cells.dtype)
         full = constant.expand(batch, t_scale * t_scale, -1).index_copy(1, self.cells, cells)
         first = full.reshape(batch, t_scale, t_scale, -1).permute(0, 3, 1, 2)  # a channels-last [B, 128, T, T] view
