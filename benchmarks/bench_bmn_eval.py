@@ -19,6 +19,7 @@ from report import markdown_table, write_section  # benchmarks/ is on sys.path w
 import visionzoo.models.bmn  # noqa: F401  (registers "bmn")
 from visionzoo.engine.flops import count_flops
 from visionzoo.engine.hardware import peak_flops
+from visionzoo.engine.precision import resolve_amp
 from visionzoo.models import create_model
 from visionzoo.tasks import anet_metrics, postprocess
 
@@ -45,8 +46,10 @@ def main() -> None:
     parser.add_argument("--infer-videos", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--chunk", type=int, default=256, help="videos post-processed at once")
-    parser.add_argument("--amp", choices=("off", "bf16"), default="off", help="inference precision (off: fp32)")
+    parser.add_argument("--amp", choices=("auto", "off", "bf16"), default="auto",
+                        help="inference precision (off: fp32; auto: what `visionzoo eval` resolves here)")  # fmt: skip
     args = parser.parse_args()
+    args.amp = resolve_amp(args.amp, torch.device("cpu")).resolved
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     seconds: dict[str, float] = {}

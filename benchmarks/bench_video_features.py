@@ -31,6 +31,8 @@ from visionzoo.errors import VisionZooError  # noqa: E402
 from visionzoo.export.feature_extractor import Featurizer, SnippetFeaturizer  # noqa: E402
 
 FPS = 30.0
+BASELINE = "2d2e4b3"  # main when issue 23 (features twice as fast) was filed
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_video(path: Path, width: int, height: int, seconds: float) -> Path:
@@ -70,8 +72,7 @@ def _macs_per_item(featurizer: Featurizer, item: np.ndarray) -> int:
     from visionzoo.engine.flops import count_macs
 
     if isinstance(featurizer, SnippetFeaturizer):
-        x = torch.zeros(1, 3, *item.shape[:2])
-        return count_macs(featurizer.model, x)
+        return count_macs(featurizer.model, torch.zeros(1, 3, *item.shape[:2]))
     channel, macs = 0, 0
     for model, protocol in zip(featurizer.models, featurizer.protocols, strict=True):
         part = torch.from_numpy(item[None, channel : channel + len(protocol.mean)])
@@ -80,14 +81,15 @@ def _macs_per_item(featurizer: Featurizer, item: np.ndarray) -> int:
     return macs
 
 
-def measure(video: Path, backbone: str, amp: str, img_size: int | None, out: Path) -> dict[str, object]:
+def measure(video: Path, backbone: str, amp: str, runtime: str, img_size: int | None, out: Path) -> dict[str, object]:
     from visionzoo.data.feature_folder import FeatureFolder
     from visionzoo.engine.hardware import peak_flops
-    from visionzoo.engine.precision import compute_dtype
     from visionzoo.export.feature_extractor import ExtractionSettings, extract_features, load_featurizer
 
     batch = 32 if backbone == "resnet50" else 4
-    settings = ExtractionSettings(backbone, img_size=img_size, amp=amp, batch_size=batch, layout="snippets")
+    settings = ExtractionSettings(
+        backbone, img_size=img_size, amp=amp, runtime=runtime, batch_size=batch, layout="snippets"
+    )
     featurizer = load_featurizer(settings)
     inputs, inputs_s = _inputs(featurizer, video)
     flow_s = _flow_seconds(featurizer, video)
@@ -96,14 +98,16 @@ def measure(video: Path, backbone: str, amp: str, img_size: int | None, out: Pat
     for i in range(0, len(inputs), batch):
         featurizer(inputs[i : i + batch])
     network_s = time.perf_counter() - begin
-    folder = FeatureFolder(out / f"{backbone.split(':')[0]}-{amp}", featurizer.spec())
+    folder = FeatureFolder(out / f"{backbone.split(':')[0]}-{amp}-{runtime}", featurizer.spec())
     report = extract_features([(video.stem, video)], folder, featurizer)
     seconds = report.frames / FPS
     flops = 2 * _macs_per_item(featurizer, inputs[0])
-    peak = peak_flops(compute_dtype(featurizer.precision.resolved), torch.device("cpu"))["peak"]
+    ran, dtype = featurizer.network.describe().split()
+    peak = peak_flops(torch.bfloat16 if dtype == "bf16" else torch.float32, torch.device("cpu"))["peak"]
     return {
         "backbone": backbone.split(":")[0],
-        "amp": featurizer.precision.resolved,
+        "runtime": f"{runtime}: {ran}" if runtime == "auto" else ran,
+        "dtype": dtype,
         "items": f"{len(inputs)} {'frames' if isinstance(featurizer, SnippetFeaturizer) else 'clips'}",
         "video s/s": f"{seconds / report.seconds:.3f}",
         "inputs s/video s": f"{inputs_s / seconds:.3f}",
@@ -111,6 +115,45 @@ def measure(video: Path, backbone: str, amp: str, img_size: int | None, out: Pat
         "network s/video s": f"{network_s / seconds:.3f}",
         "network MFU": f"{100 * flops * len(inputs) / network_s / peak:.1f} %",
     }
+
+
+def _cli_seconds(source: Path, video: Path, out: Path, *options: str) -> float:
+    """Wall seconds of `visionzoo features VIDEO --backbone resnet50 --amp bf16` run from the tree at `source`."""
+    import os
+    import shutil
+    import subprocess
+
+    shutil.rmtree(out, ignore_errors=True)
+    argv = [sys.executable, "-m", "visionzoo", "features", str(video), "--backbone", "resnet50", "--amp", "bf16"]
+    environment = os.environ | {"PYTHONPATH": str(source / "src")}
+    begin = time.perf_counter()
+    subprocess.run([*argv, "--output", str(out), *options], check=True, env=environment, capture_output=True)
+    return time.perf_counter() - begin
+
+
+def against_before(commit: str, video: Path, short: Path, seconds: float, tmp: Path) -> list[dict[str, object]]:
+    """The command at `commit` (a git worktree) and now, on a long and a short video: video seconds per second."""
+    import subprocess
+
+    before = tmp / "before"
+    subprocess.run(["git", "worktree", "add", "--detach", str(before), commit], cwd=ROOT, check=True,
+                   capture_output=True)  # fmt: skip
+    runs = {f"{commit} (before)": (before, ()), "now, --runtime torch": (ROOT, ("--runtime", "torch")),
+            "now (--runtime auto)": (ROOT, ())}  # fmt: skip
+    rows, base = [], None
+    try:
+        for name, (source, options) in runs.items():
+            _cli_seconds(source, short, tmp / "warm", *options)  # converts once (cached), warms the page cache
+            long_s = _cli_seconds(source, video, tmp / "long", *options)
+            short_s = _cli_seconds(source, short, tmp / "short", *options)
+            rate = (seconds - 2.0) / (long_s - short_s)
+            base = base or rate
+            rows.append({"code": name, f"{seconds:g} s video (wall s)": f"{long_s:.2f}", "2 s video (wall s)":
+                         f"{short_s:.2f}", "video s/s": f"{rate:.2f}", "vs before": f"{rate / base:.2f}x"})  # fmt: skip
+            print(rows[-1], flush=True)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT, capture_output=True)
+    return rows
 
 
 def tiny_videomae(folder: Path, size: int, frames: int) -> str:
@@ -147,6 +190,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a tiny run that checks the script, not a measurement")
     parser.add_argument("--only", nargs="+", help="measure these backbones only (resnet50, i3d_rgb, i3d, r2plus1d_34)")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the generated video")
+    parser.add_argument("--before", default=BASELINE, help="the commit the command is compared with ('' for none)")
     args = parser.parse_args()
     from visionzoo.engine.hardware import machine
 
@@ -158,15 +202,26 @@ def main() -> None:
         video = make_video(Path(tmp) / "clip.mp4", width, height, seconds)
         chosen = [b for b in backbones(Path(tmp), args.quick) if not args.only or b in args.only]
         for backbone in chosen:
-            for amp in ("off", "auto"):
-                rows.append(measure(video, backbone, amp, img_size, Path(tmp)))
+            for amp, runtime in (("off", "torch"), ("auto", "torch"), ("auto", "auto")):
+                rows.append(measure(video, backbone, amp, runtime, img_size, Path(tmp)))
                 print(rows[-1], flush=True)
+        if not args.quick and args.before:
+            short = make_video(Path(tmp) / "short.mp4", width, height, 2.0)
+            before_rows = against_before(args.before, video, short, seconds, Path(tmp))
     body = (
         f"{machine().describe()}; torch threads {torch.get_num_threads()}, FFmpeg decoder threads auto. One "
         f"{width}x{height} H.264 video, {FPS:g} fps, {seconds:g} s, at {size} (resnet50: the centre frame of "
         f"16-frame snippets, batch 32 frames; clip models batch 4 clips); video s/s is the "
         f"whole extraction, the other columns are seconds spent per second of video.\n\n{markdown_table(rows)}"
     )
+    if not args.quick and args.before:
+        body += (
+            f"\n\nThe `visionzoo features` command as a user runs it, `--backbone resnet50 --amp bf16` (what `auto` "
+            f"resolves to on this CPU), at commit {args.before} (main when issue 23 was filed) and now, in one run: "
+            f"video s/s = ({seconds:g} - 2) s of video / (the wall time on the {seconds:g} s video - the wall time "
+            f"on a 2 s one), so start-up (imports, the model, a cached conversion) cancels out. Goal: 2x.\n\n"
+            f"{markdown_table(before_rows)}"
+        )
     if not args.quick:
         write_section("bench_video_features", body)
     print(body)

@@ -76,7 +76,8 @@ def test_auto_is_a_rule_on_the_model_kind_the_device_and_the_precision() -> None
     assert auto_runtime(bmn, fp32, cpu, everything)[0] == "torch"
     assert auto_runtime(tiny, fp32, torch.device("cuda"), everything)[0] == "torch"
     video_mlp = card_from_recipe(get_recipe("anet_video_classifier"))
-    assert auto_runtime(video_mlp, fp32, cpu, everything)[0] == "torch"
+    assert auto_runtime(video_mlp, bf16, cpu, everything)[0] == "onnxruntime"
+    assert auto_runtime(video_mlp, bf16, cpu, nothing)[0] == "torch"
 
 
 def test_conversion_is_cached_by_weights_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
