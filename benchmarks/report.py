@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import platform
 import re
+import shlex
+import sys
 from pathlib import Path
 
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -20,7 +22,8 @@ def machine() -> str:
 
 def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     """Replace (or append) the section `name`, stamped with the date, machine and the command to rerun it."""
-    stamp = f"_{datetime.date.today().isoformat()}, {machine()}_\n\nCommand: `python benchmarks/{name}.py`\n"
+    command = shlex.join(["python", f"benchmarks/{name}.py", *sys.argv[1:]])  # the options this run was given
+    stamp = f"_{datetime.date.today().isoformat()}, {machine()}_\n\nCommand: `{command}`\n"
     section = f"<!-- begin:{name} -->\n## {name}\n\n{stamp}\n{body.strip()}\n<!-- end:{name} -->\n"
     text = path.read_text() if path.exists() else _HEADER
     pattern = re.compile(rf"<!-- begin:{re.escape(name)} -->.*?<!-- end:{re.escape(name)} -->\n", re.S)
