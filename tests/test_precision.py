@@ -63,14 +63,27 @@ def test_auto_on_cuda_follows_the_seeds_fp16_else_bf16_where_supported(monkeypat
     assert precision.resolve_amp("fp16", CUDA).resolved == "fp16"
 
 
+AUTO_CHOICES = """
+import torch
+from visionzoo.engine import precision as p
+from visionzoo.export.model_card import card_from_recipe
+from visionzoo.export.runtime import resolve_runtime
+from visionzoo.recipes import get_recipe
+amp = p.resolve_amp('auto', torch.device('cpu'))
+print(amp)
+for recipe in ('resnet50_bam_imagenet', 'bmn_anet', 'anet_video_classifier'):
+    card = card_from_recipe(get_recipe(recipe))
+    print(resolve_runtime(card, 'auto', p.compute_dtype(amp.resolved), torch.device('cpu')))
+"""
+
+
 def test_auto_gives_the_same_answer_twice_while_another_process_keeps_the_cpu_busy() -> None:
-    """The choice of a run on this machine, in fresh processes, each time with a second process spinning."""
+    """The choices of a run on this machine (precision, and the runtime of a classifier, BMN and the video
+    classifier), in fresh processes, each time with a second process spinning."""
     import subprocess
     import sys
 
-    probe = (
-        "import torch\nfrom visionzoo.engine import precision as p\nprint(p.resolve_amp('auto', torch.device('cpu')))"  # noqa: E501
-    )
+    probe = AUTO_CHOICES
     spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         answers = {subprocess.check_output([sys.executable, "-c", probe], text=True) for _ in range(2)}
