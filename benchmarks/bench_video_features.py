@@ -144,8 +144,8 @@ def against_before(commit: str, video: Path, short: Path, seconds: float, tmp: P
     try:
         for name, (source, options) in runs.items():
             _cli_seconds(source, short, tmp / "warm", *options)  # converts once (cached), warms the page cache
-            long_s = _cli_seconds(source, video, tmp / "long", *options)
-            short_s = _cli_seconds(source, short, tmp / "short", *options)
+            long_s = min(_cli_seconds(source, video, tmp / "long", *options) for _ in range(2))  # the best of 2
+            short_s = min(_cli_seconds(source, short, tmp / "short", *options) for _ in range(2))
             rate = (seconds - 2.0) / (long_s - short_s)
             base = base or rate
             rows.append({"code": name, f"{seconds:g} s video (wall s)": f"{long_s:.2f}", "2 s video (wall s)":
@@ -191,6 +191,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="measure these backbones only (resnet50, i3d_rgb, i3d, r2plus1d_34)")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the generated video")
     parser.add_argument("--before", default=BASELINE, help="the commit the command is compared with ('' for none)")
+    parser.add_argument("--before-seconds", type=float, default=60.0, help="the video the command runs on")
     args = parser.parse_args()
     from visionzoo.engine.hardware import machine
 
@@ -206,8 +207,9 @@ def main() -> None:
                 rows.append(measure(video, backbone, amp, runtime, img_size, Path(tmp)))
                 print(rows[-1], flush=True)
         if not args.quick and args.before:
+            long = make_video(Path(tmp) / "long.mp4", width, height, args.before_seconds)
             short = make_video(Path(tmp) / "short.mp4", width, height, 2.0)
-            before_rows = against_before(args.before, video, short, seconds, Path(tmp))
+            before_rows = against_before(args.before, long, short, args.before_seconds, Path(tmp))
     body = (
         f"{machine().describe()}; torch threads {torch.get_num_threads()}, FFmpeg decoder threads auto. One "
         f"{width}x{height} H.264 video, {FPS:g} fps, {seconds:g} s, at {size} (resnet50: the centre frame of "
@@ -218,8 +220,9 @@ def main() -> None:
         body += (
             f"\n\nThe `visionzoo features` command as a user runs it, `--backbone resnet50 --amp bf16` (what `auto` "
             f"resolves to on this CPU), at commit {args.before} (main when issue 23 was filed) and now, in one run: "
-            f"video s/s = ({seconds:g} - 2) s of video / (the wall time on the {seconds:g} s video - the wall time "
-            f"on a 2 s one), so start-up (imports, the model, a cached conversion) cancels out. Goal: 2x.\n\n"
+            f"video s/s = ({args.before_seconds:g} - 2) s of video / (the wall time on a {args.before_seconds:g} s "
+            f"video - the wall time on a 2 s one; each the best of 2), so start-up (imports, the model, a cached "
+            f"conversion) cancels out. Goal: 2x.\n\n"
             f"{markdown_table(before_rows)}"
         )
     if not args.quick:

@@ -164,9 +164,14 @@ def _runtime_model(recipe, source: Path, runtime: str):
     card = read_onnx_card(source) if source.suffix == ".onnx" else card_from_recipe(recipe)
     if card.model != recipe.model:
         raise VisionZooError(f"--onnx {source}: a {card.model} export, not {recipe.model}")
-    dtype = compute_dtype(resolve_amp(recipe.amp, torch.device("cpu"), recipe.seed_amp).resolved)
-    runtime, _ = resolve_runtime(card, runtime, dtype, resolve_device(recipe.device, 0), source.suffix == ".onnx")
-    if runtime == "torch" and source.suffix != ".onnx":
+    is_onnx = source.suffix == ".onnx"  # an ONNX file runs at its own precision (fp32 or int8), as in predict
+    dtype = (
+        torch.float32
+        if is_onnx
+        else compute_dtype(resolve_amp(recipe.amp, torch.device("cpu"), recipe.seed_amp).resolved)
+    )
+    runtime, _ = resolve_runtime(card, runtime, dtype, resolve_device(recipe.device, 0), is_onnx)
+    if runtime == "torch" and not is_onnx:
         return None
     return RuntimeModule(load_runtime(card, source, runtime, dtype))
 
