@@ -175,7 +175,7 @@ def _labeller(args: argparse.Namespace) -> Labeller:
         name = shipped.recipe or shipped.model
     else:
         raise VisionZooError(f"--classes {checkpoint}: no config.yaml or model card beside it (a run's checkpoint?)")
-    card, runtime = load_runtime(name, checkpoint, None, amp=args.amp or "auto")
+    card, runtime = load_runtime(name, checkpoint, None, amp=args.amp or "auto", runtime=args.runtime)
     return Labeller(card, runtime, checkpoint, args.topk or 2, args.fusion)
 
 

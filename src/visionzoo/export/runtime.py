@@ -48,11 +48,12 @@ def require(module: str) -> Any:
 
 
 def onnx_session(path: str | Path, threads: int | None = None):
+    """An onnxruntime CPU session on `threads` threads (default: torch's, so one setting, e.g. torchrun's share of
+    the cores, holds for every runtime and a run's numbers do not depend on the runtime's own default)."""
     ort = require("onnxruntime")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads or torch.get_num_threads()
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
@@ -140,8 +141,7 @@ class OpenVinoRuntime:
         ov = require("openvino")
         self.path, self.dtype = Path(path), dtype
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if dtype == torch.bfloat16 else "f32"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
+        config["INFERENCE_NUM_THREADS"] = threads or torch.get_num_threads()  # as onnx_session
         self.compiled = ov.Core().compile_model(ov.Core().read_model(str(path)), "CPU", config)
         batch = onnx_batch_dim(path)
         self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
