@@ -84,6 +84,7 @@ def _macs_per_item(featurizer: Featurizer, item: np.ndarray) -> int:
 def measure(video: Path, backbone: str, amp: str, runtime: str, img_size: int | None, out: Path) -> dict[str, object]:
     from visionzoo.data.feature_folder import FeatureFolder
     from visionzoo.engine.hardware import peak_flops
+    from visionzoo.engine.precision import compute_dtype
     from visionzoo.export.feature_extractor import ExtractionSettings, extract_features, load_featurizer
 
     batch = 32 if backbone == "resnet50" else 4
@@ -103,7 +104,7 @@ def measure(video: Path, backbone: str, amp: str, runtime: str, img_size: int | 
     seconds = report.frames / FPS
     flops = 2 * _macs_per_item(featurizer, inputs[0])
     ran, dtype = featurizer.network.describe().split()
-    peak = peak_flops(torch.bfloat16 if dtype == "bf16" else torch.float32, torch.device("cpu"))["peak"]
+    peak = peak_flops(compute_dtype(dtype), torch.device("cpu"))["peak"]
     return {
         "backbone": backbone.split(":")[0],
         "runtime": f"{runtime}: {ran}" if runtime == "auto" else ran,

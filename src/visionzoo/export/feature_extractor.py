@@ -121,8 +121,8 @@ class SnippetFeaturizer:
 
     def __init__(self, model: nn.Module, preprocessing: dict[str, Any], settings: ExtractionSettings,
                  name: str) -> None:  # fmt: skip
-        self.settings, self.device = settings, settings.device
-        self.model = model.eval().to(self.device)
+        self.settings = settings
+        self.model = model.eval().to(settings.device)
         self.preprocessing = preprocessing
         self.img_size = int(preprocessing["img_size"])
         self.snippet_frames = settings.snippet_frames or IMAGE_SNIPPET_FRAMES
@@ -169,8 +169,8 @@ class ClipFeaturizer:
     streams' channels concatenated, already normalised) into float32 features [B, sum of the streams' D]."""
 
     def __init__(self, streams: list[tuple[nn.Module, ClipProtocol]], settings: ExtractionSettings) -> None:
-        self.settings, self.device = settings, settings.device
-        self.models = [model.eval().to(self.device) for model, _ in streams]
+        self.settings = settings
+        self.models = [model.eval().to(settings.device) for model, _ in streams]
         self.protocols = tuple(protocol for _, protocol in streams)
         if any(p.modality == "flow" for p in self.protocols):  # before any video: else every one fails alike
             try:

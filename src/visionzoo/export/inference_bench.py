@@ -19,16 +19,12 @@ from visionzoo.export.onnx import example_inputs, read_onnx_card
 from visionzoo.export.runtime import is_int8_onnx, latency_stats, load_runtime, time_runtime
 from visionzoo.recipes.base import Recipe
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
 
 def _dtypes(runtime: str, wanted: tuple[str, ...], onnx: Path | None) -> tuple[str, ...]:
     """The dtypes a runtime is timed in: onnxruntime runs a file's own precision (its CPU Conv has no bf16
     kernel, and an fp16 export was no faster than fp32, docs/deploy.md); `auto` the precision rule's one."""
     if runtime == "auto":
-        return (
-            "bf16" if compute_dtype(resolve_amp("auto", torch.device("cpu")).resolved) == torch.bfloat16 else "fp32",
-        )
+        return ("bf16" if resolve_amp("auto", torch.device("cpu")).resolved == "bf16" else "fp32",)
     if runtime == "onnxruntime" or (onnx is not None and is_int8_onnx(onnx)):
         return ("fp32",)
     return wanted
@@ -67,12 +63,12 @@ def bench_inference(
     with tempfile.TemporaryDirectory() as tmp:
         source = onnx if onnx is not None else _random_checkpoint(card, Path(tmp))
         for dtype_name in _dtypes(runtime, dtypes, onnx):
-            dtype = _DTYPES[dtype_name]
+            dtype = compute_dtype(dtype_name)
             run = load_runtime(card, source, runtime, dtype, threads)
             latency = latency_stats(time_runtime(run, single.numpy(), steps, warmup), 1)
             throughput = latency_stats(time_runtime(run, many.numpy(), max(2, steps // 3), 1), batch_size)
             ran = run.describe().split()[-1]  # what the runtime ran (auto may pick fp32 onnxruntime under bf16 amp)
-            peak = peak_flops(_DTYPES.get(ran, torch.float32), torch.device("cpu"))["peak"]
+            peak = peak_flops(compute_dtype(ran), torch.device("cpu"))["peak"]
             rows.append(
                 {
                     "model": card.model,

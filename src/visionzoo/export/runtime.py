@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from visionzoo.errors import VisionZooError
+from visionzoo.files import file_sha256
 from visionzoo.recipes.base import InferenceRuntime, choices
 
 if TYPE_CHECKING:
@@ -121,8 +122,7 @@ class OnnxRuntime:
         self.path = Path(path)
         self.session = onnx_session(path, threads)
         self.input_name = INPUT_NAME
-        batch = onnx_batch_dim(path)
-        self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
+        self.fixed_batch = fixed_batch(path)
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
         return in_fixed_batches(lambda x: self.session.run(None, {self.input_name: x}), batch, self.fixed_batch)
@@ -143,8 +143,7 @@ class OpenVinoRuntime:
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if dtype == torch.bfloat16 else "f32"}
         config["INFERENCE_NUM_THREADS"] = threads or torch.get_num_threads()  # as onnx_session
         self.compiled = ov.Core().compile_model(ov.Core().read_model(str(path)), "CPU", config)
-        batch = onnx_batch_dim(path)
-        self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
+        self.fixed_batch = fixed_batch(path)
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
         return in_fixed_batches(self._run, batch, self.fixed_batch)
@@ -155,6 +154,12 @@ class OpenVinoRuntime:
 
     def describe(self) -> str:
         return f"{self.name} {'int8' if is_int8_onnx(self.path) else _DTYPE_NAMES[self.dtype]}"
+
+
+def fixed_batch(path: str | Path) -> int | None:
+    """The batch an ONNX file was exported with, or None for a dynamic batch."""
+    batch = onnx_batch_dim(path)
+    return batch if isinstance(batch, int) and batch > 0 else None
 
 
 def in_fixed_batches(run: Runtime, batch: np.ndarray, step: int | None) -> list[np.ndarray]:
@@ -224,11 +229,8 @@ def _installed(module: str) -> bool:
 
 def weights_hash(checkpoint: Path, card: ModelCard) -> str:
     """What a conversion depends on: the weights file's bytes and the model, its kwargs and input shape."""
-    digest = hashlib.sha256(f"{card.model} {card.model_kwargs} {card.input_shape}".encode())
-    with checkpoint.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    model = f"{card.model} {card.model_kwargs} {card.input_shape}"
+    return hashlib.sha256(f"{model} {file_sha256(checkpoint)}".encode()).hexdigest()[:16]
 
 
 def module_hash(model: nn.Module, card: ModelCard) -> str:
@@ -267,10 +269,12 @@ def runtime_of(
     if runtime == "compiled":
         return CompiledRuntime(build(), dtype)
     require("onnxruntime" if runtime == "onnxruntime" else "openvino")
-    onnx_file = converted_onnx(card, key(), build)
-    if runtime == "openvino":
-        return OpenVinoRuntime(onnx_file, dtype, threads)
-    return OnnxRuntime(onnx_file, threads)
+    return onnx_runtime(converted_onnx(card, key(), build), runtime, dtype, threads)
+
+
+def onnx_runtime(path: Path, runtime: str, dtype: torch.dtype, threads: int | None) -> OnnxRuntime | OpenVinoRuntime:
+    """An ONNX file in onnxruntime or OpenVINO (at `dtype`)."""
+    return OpenVinoRuntime(path, dtype, threads) if runtime == "openvino" else OnnxRuntime(path, threads)
 
 
 def resolve_runtime(card: ModelCard, runtime: str, dtype: torch.dtype, device: torch.device, onnx: bool = False
@@ -304,8 +308,7 @@ def load_runtime(
     if is_onnx:
         if runtime in ("torch", "compiled"):
             raise VisionZooError(f"--runtime {runtime} needs a checkpoint, not the ONNX file {source}")
-        require("onnxruntime" if runtime == "onnxruntime" else "openvino")
-        run = OpenVinoRuntime(source, dtype, threads) if runtime == "openvino" else OnnxRuntime(source, threads)
+        run = onnx_runtime(source, runtime, dtype, threads)
     else:
         # BMN compiles in its GEMM formulation: dynamo cannot trace the CSR product (as ONNX has no operator for it)
         dense_bm = {"bm_impl": "matmul"} if runtime == "compiled" and card.task in PROPOSAL_TASKS else {}

@@ -269,9 +269,8 @@ class BMN(nn.Module):
         and corner: the zero padding of the map's left and bottom borders). Equal to the whole-map computation.
         """
         batch, t_scale = cells.shape[0], self.temporal_scale
-        conv3d, conv1 = self.x_3d_p[0], self.x_2d_p[0]
-        weight1 = conv1.weight.flatten(1)
-        constant = torch.relu(nn.functional.linear(torch.relu(conv3d.bias), weight1, conv1.bias)).to(cells.dtype)
+        conv3d = self.x_3d_p[0]
+        constant = self._first_conv(conv3d.bias.new_zeros(conv3d.out_channels)).to(cells.dtype)  # bias alone
         full = constant.expand(batch, t_scale * t_scale, -1).index_copy(1, self.cells, cells)
         first = full.reshape(batch, t_scale, t_scale, -1).permute(0, 3, 1, 2)  # a channels-last [B, 128, T, T] view
         canonical = self.x_2d_p[2:](constant[None, :, None, None].expand(1, -1, 5, 5))
