@@ -35,13 +35,13 @@ LAYERS = {
 }
 
 
-def _part(event, parts: dict[int, str]) -> str:
+def _part(event) -> str:
     """The part of the step an event belongs to: its nearest ancestor that names one."""
     node = event
     while node is not None:
         if node.name.startswith("autograd::engine::evaluate_function: "):
             return "backward: " + node.name.removeprefix("autograd::engine::evaluate_function: ")
-        if node.name in parts.values() or node.name.startswith(FORWARD):
+        if node.name.startswith(FORWARD) or node.name == LOSS:
             return node.name
         if node.name.startswith("Optimizer.step"):
             return OPTIMIZER
@@ -88,7 +88,7 @@ def profile_step(amp: str, steps: int) -> tuple[list[dict[str, object]], float]:
             step()
     totals: dict[str, float] = defaultdict(float)
     for event in prof.events():
-        totals[_part(event, parts)] += event.self_cpu_time_total / 1000 / steps
+        totals[_part(event)] += event.self_cpu_time_total / 1000 / steps
     total = sum(totals.values())
     rows = [
         {"part of the step": part, "ms per step": f"{ms:.1f}", "share": f"{100 * ms / total:.1f} %"}
